@@ -1,0 +1,30 @@
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from accounts.models import User
+
+
+class SignUpForm(UserCreationForm):
+    email = forms.EmailField(
+        required=True,
+        help_text="Used only to reset your password.",
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+    def clean_username(self):
+        username = self.cleaned_data["username"]
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("That username is taken. Please choose another one.")
+        return username
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What the token is for, e.g. “laptop script” or “CI”.",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. laptop script"}),
+    )

@@ -1,0 +1,86 @@
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import selectors, services
+from accounts.forms import ApiTokenForm, SignUpForm
+from accounts.models import ApiToken
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = services.user_create(
+            username=form.cleaned_data["username"],
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+        )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}! Your account is ready.")
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "accounts/signup.html", {"form": form}, status=status)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+@login_required
+def profile(request):
+    return render(
+        request,
+        "accounts/profile.html",
+        {"tokens": selectors.api_token_list(user=request.user), "token_form": ApiTokenForm()},
+    )
+
+
+@login_required
+@require_POST
+def token_create(request):
+    form = ApiTokenForm(request.POST)
+    context = {"token_form": form}
+    status = 200
+    if form.is_valid():
+        try:
+            token, raw_token = services.api_token_create(user=request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            form.add_error("name", exc.message_dict["name"])
+            status = 400
+        else:
+            context.update(new_token=token, raw_token=raw_token, token_form=ApiTokenForm())
+    else:
+        status = 400
+    context["tokens"] = selectors.api_token_list(user=request.user)
+    template = "accounts/_tokens.html" if request.htmx else "accounts/profile.html"
+    return render(request, template, context, status=status)
+
+
+@login_required
+@require_POST
+def token_revoke(request, token_id: int):
+    try:
+        token = services.api_token_revoke(user=request.user, token_id=token_id)
+    except ApiToken.DoesNotExist:
+        raise Http404("No such token.") from None
+    context = {
+        "tokens": selectors.api_token_list(user=request.user),
+        "token_form": ApiTokenForm(),
+        "notice": f"Token “{token.name}” is revoked; requests using it are now refused.",
+    }
+    if request.htmx:
+        return render(request, "accounts/_tokens.html", context)
+    messages.success(request, context["notice"])
+    return redirect("accounts:profile")

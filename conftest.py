@@ -1,0 +1,107 @@
+"""Project-wide test set-up: which real services this run has, and the fixtures every app uses.
+
+Under CI=true the PostgreSQL, Redis and browser tests are required: a missing service stops the run with an error
+instead of skipping. Without CI the suite runs on whatever DATABASE_URL says (SQLite by default) and skips the
+tests whose service is missing, with the reason in the summary.
+"""
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings
+
+IS_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _service_state() -> dict[str, str | None]:
+    """For each marker, None when its service is here, else why not."""
+    vendor = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return {
+        "postgres": None
+        if vendor == "postgresql"
+        else f"needs PostgreSQL, this run uses {vendor} (set DATABASE_URL, or CI=true for the local server)",
+        "redis": None if _reachable(REDIS_URL) else f"needs Redis at {REDIS_URL}, which does not answer",
+        "browser": None if Path(CHROMIUM).exists() else f"needs Chromium at {CHROMIUM} (apt-get install chromium)",
+    }
+
+
+def pytest_report_header(config):
+    lines = [f"CI={'true' if IS_CI else 'false'}; database: {settings.DATABASES['default']['ENGINE']}"]
+    for marker, missing in _service_state().items():
+        lines.append(f"{marker}: {'available' if missing is None else 'MISSING, ' + missing}")
+    return lines
+
+
+def pytest_collection_modifyitems(config, items):
+    state = _service_state()
+    if IS_CI:
+        missing = {marker: why for marker, why in state.items() if why}
+        if missing:
+            details = "; ".join(f"{marker}: {why}" for marker, why in missing.items())
+            raise pytest.UsageError(f"CI=true requires every real service, and some are missing: {details}")
+        return
+    for item in items:
+        for marker, why in state.items():
+            if why and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=f"[{marker}] {why}"))
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Every test writes media into its own temporary folder, never into the developer's data folder."""
+    media = tmp_path / "media"
+    media.mkdir()
+    settings.MEDIA_ROOT = media
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": media}},
+    }
+    return media
+
+
+@pytest.fixture
+def password():
+    return "correct-horse-battery-staple-42"
+
+
+@pytest.fixture
+def user(django_user_model, password):
+    return django_user_model.objects.create_user(username="alice", email="alice@example.com", password=password)
+
+
+@pytest.fixture
+def other_user(django_user_model, password):
+    return django_user_model.objects.create_user(username="mallory", email="mallory@example.com", password=password)
+
+
+@pytest.fixture
+def user_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def redis_url():
+    return REDIS_URL
+
+
+@pytest.fixture
+def chromium_path():
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists()
+    return CHROMIUM

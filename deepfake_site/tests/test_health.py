@@ -1,0 +1,52 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_is_200_with_the_database_up(client):
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["broker"]["status"] == "disabled"
+
+
+def test_health_is_503_when_the_broker_does_not_answer(client, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["status"] == "error"
+    assert "Broker unreachable" in response.json()["checks"]["broker"]["detail"]
+
+
+def test_health_is_503_when_the_database_is_unreachable():
+    # A separate process, so the database really is unreachable from the start (nothing listens on port 1).
+    script = (
+        "import django, json; django.setup();"
+        "from django.test import Client;"
+        "r = Client().get('/health');"
+        "print(json.dumps({'status': r.status_code, 'body': r.json()}))"
+    )
+    env = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing", "ALLOWED_HOSTS": "testserver"}
+    env["DJANGO_SETTINGS_MODULE"] = "deepfake_site.settings"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 503
+    assert answer["body"]["checks"]["database"]["status"] == "error"
+    assert "Database unreachable" in answer["body"]["checks"]["database"]["detail"]
