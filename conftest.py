@@ -105,3 +105,41 @@ def redis_url():
 def chromium_path():
     assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists()
     return CHROMIUM
+
+
+def picture(width: int = 320, height: int = 240, *, seed: int = 0):
+    """A synthetic photo-like RGB picture: smooth gradients, a few shapes and mild sensor noise."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [
+            128 + 100 * np.sin(x / (17 + 5 * seed % 7) + y / 43),
+            128 + 90 * np.cos(y / (23 + seed % 5)),
+            128 + 80 * np.sin((x + y) / 31),
+        ],
+        axis=-1,
+    )
+    image = Image.fromarray(np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x0, y0 = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
+        w, h = int(rng.integers(10, width // 2)), int(rng.integers(10, height // 2))
+        draw.ellipse([x0, y0, x0 + w, y0 + h], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    return image
+
+
+def image_bytes(width: int = 320, height: int = 240, *, fmt: str = "JPEG", seed: int = 0, **save_options) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    picture(width, height, seed=seed).save(buffer, format=fmt, **save_options)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_image_bytes():
+    """Encoded image files made on the spot: make_image_bytes(width, height, fmt="PNG", seed=1)."""
+    return image_bytes
