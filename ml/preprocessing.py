@@ -1,0 +1,118 @@
+"""Image decoding and preprocessing, shared by training, evaluation and inference so they always agree.
+
+Decoding (`decode_image`): the first frame of animated images, EXIF orientation applied, every Pillow mode turned
+into 8-bit RGB, transparent pixels flattened onto white.
+
+Resize policy (`to_tensor`): the whole image is resized to input_size × input_size with Pillow's antialiased
+bilinear filter, ignoring the aspect ratio. Nothing is cropped away, so the detector sees every pixel and the
+Grad-CAM heatmap maps back onto the whole original image by resizing it to the original width and height.
+"""
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ml.errors import UnreadableImageError
+
+if TYPE_CHECKING:
+    import torch
+
+# Decoding needs only Pillow and NumPy, so the web process can validate uploads without importing PyTorch.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Larger images are refused before they are decoded: 50 megapixels is a 8660 × 5773 photo, already far beyond
+# what the detector looks at, and decoding a hostile "pixel bomb" could otherwise take gigabytes of memory.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+_MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
+_STD = np.array(IMAGENET_STD, dtype=np.float32)
+_WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # RGB, upright
+    format: str  # Pillow's name of the file format: JPEG, PNG, WEBP, GIF, …
+    mode: str  # the colour mode the file had
+    width: int
+    height: int
+    frames: int
+
+
+def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode an image file into an upright RGB Pillow image; raises UnreadableImageError with the reason."""
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise UnreadableImageError("The file is empty.")
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UnreadableImageError(
+                    f"The image is {width} × {height} pixels; images up to {max_pixels // 1_000_000} megapixels "
+                    "are accepted. Please resize it and try again."
+                )
+            file_format, mode, frames = image.format or "unknown", image.mode, getattr(image, "n_frames", 1)
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            rgb = to_rgb(image)
+    except UnreadableImageError:
+        raise
+    except UnidentifiedImageError:
+        raise UnreadableImageError("The file is not an image in a format we can read (JPEG, PNG or WebP).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnreadableImageError("The image has too many pixels to be decoded safely.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableImageError(f"The image is damaged or truncated and cannot be decoded ({exc}).") from None
+    return DecodedImage(image=rgb, format=file_format, mode=mode, width=rgb.width, height=rgb.height, frames=frames)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any Pillow mode; transparency is flattened onto a white background."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, _WHITE)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16- and 32-bit greyscale: scale 16-bit ranges down to 8 bits instead of clipping them to white.
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and values.max() > 255:
+            values = values / 257.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise UnreadableImageError(f"Images in the {image.mode} colour mode are not supported.") from None
+
+
+def to_array(image: Image.Image, input_size: int) -> np.ndarray:
+    """The normalised (3, input_size, input_size) float32 array the model takes, per the resize policy above."""
+    resized = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32) * (1.0 / 255.0)
+    return ((pixels - _MEAN) / _STD).transpose(2, 0, 1)
+
+
+def to_tensor(image: Image.Image, input_size: int) -> "torch.Tensor":
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(to_array(image, input_size)))
+
+
+def to_batch(images: list[Image.Image], input_size: int) -> "torch.Tensor":
+    import torch
+
+    return torch.from_numpy(np.stack([to_array(image, input_size) for image in images]))

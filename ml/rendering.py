@@ -1,0 +1,55 @@
+"""Pictures of a result: the heatmap in colour, the heatmap over the image, and thumbnails, encoded as PNG or WebP.
+
+Everything keeps the original aspect ratio and is bounded in size, whatever the input resolution.
+"""
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image
+
+COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO}
+FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+
+
+def bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The largest size no larger than max_side on either side with the same aspect ratio (never upscales)."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def colorize(heatmap: np.ndarray, size: tuple[int, int], *, colormap: str = "jet") -> Image.Image:
+    """The [0, 1] heatmap resized to size (width, height) and coloured, as an RGB image."""
+    resized = cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
+    levels = np.uint8(np.clip(resized, 0.0, 1.0) * 255)
+    bgr = cv2.applyColorMap(levels, COLORMAPS[colormap])
+    return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def overlay(
+    image: Image.Image, heatmap: np.ndarray, *, opacity: float = 0.45, max_side: int = 1024, colormap: str = "jet"
+) -> Image.Image:
+    """The coloured heatmap blended over the image at `opacity` (0 shows only the image, 1 only the heatmap)."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be between 0 and 1, not {opacity}")
+    base = image.convert("RGB")
+    size = bounded_size(base.width, base.height, max_side)
+    if size != base.size:
+        base = base.resize(size, Image.Resampling.LANCZOS)
+    return Image.blend(base, colorize(heatmap, size, colormap=colormap), opacity)
+
+
+def thumbnail(image: Image.Image, *, max_side: int = 256) -> Image.Image:
+    small = image.convert("RGB")
+    size = bounded_size(small.width, small.height, max_side)
+    return small.resize(size, Image.Resampling.LANCZOS) if size != small.size else small.copy()
+
+
+def encode(image: Image.Image, fmt: str = "webp", *, quality: int = 85) -> bytes:
+    """The image as PNG, WebP or JPEG bytes."""
+    buffer = io.BytesIO()
+    pil_format = FORMATS[fmt.lower()]
+    options = {"optimize": True} if pil_format == "PNG" else {"quality": quality}
+    image.save(buffer, format=pil_format, **options)
+    return buffer.getvalue()
