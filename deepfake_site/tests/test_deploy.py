@@ -536,6 +536,9 @@ def test_health_check_reports_unhealthy_when_nothing_answers(tmp_path):
 def test_worker_command_starts_and_answers_its_health_check_ping(tmp_path, redis_url):
     broker = urlparse(redis_url)._replace(path="/14").geturl()
     env = production_env(tmp_path, CELERY_BROKER_URL=broker)
+    # As in compose, the release command has migrated the database before the worker starts.
+    migrated = run(service_commands("release")[0], env=env)
+    assert migrated.returncode == 0, migrated.stderr
     node_host = f"deploytest-{uuid.uuid4().hex[:8]}"
     worker = [*service_commands("worker")[0], "--hostname", f"celery@{node_host}", "--concurrency", "1"]
     health_check = compose()["services"]["worker"]["healthcheck"]["test"]
@@ -554,6 +557,7 @@ def test_worker_command_starts_and_answers_its_health_check_ping(tmp_path, redis
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"celery@{node_host}: OK" in result.stdout
     assert "pong" in result.stdout
+    assert "Traceback" not in log.read_text(), "a worker process failed to start"
 
 
 @pytest.mark.redis
