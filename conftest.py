@@ -68,10 +68,8 @@ def _media_in_tmp(settings, tmp_path):
     media = tmp_path / "media"
     media.mkdir()
     settings.MEDIA_ROOT = media
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": media}},
-    }
+    local = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": media}}
+    settings.STORAGES = {**settings.STORAGES, "default": local, "results": local}
     return media
 
 
@@ -143,3 +141,33 @@ def image_bytes(width: int = 320, height: int = 240, *, fmt: str = "JPEG", seed:
 def make_image_bytes():
     """Encoded image files made on the spot: make_image_bytes(width, height, fmt="PNG", seed=1)."""
     return image_bytes
+
+
+@pytest.fixture(scope="session")
+def detector_weights(tmp_path_factory) -> Path:
+    """A resnet18 detector's weights as .safetensors: random, but calibrated to give spread-out probabilities."""
+    from ml.tests.conftest import calibrated_model
+    from ml.weights import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "test-detector.safetensors"
+    save_weights(calibrated_model("resnet18"), path)
+    return path
+
+
+@pytest.fixture
+def active_model(db, settings, detector_weights):
+    """An active resnet18 detector model, marked validated without loading it (test_detector_models covers that).
+
+    Tests use the PyTorch backend: it loads in a fraction of a second, where OpenVINO compiles for seconds (the
+    worker tests and the ml tests cover OpenVINO).
+    """
+    from detection import services
+    from detection.models import DetectorModel
+
+    settings.INFERENCE_BACKEND = "torch"
+    detector_model = DetectorModel(
+        name="test-detector", version="1", architecture="resnet18", status=DetectorModel.Status.READY
+    )
+    services.detector_model_store_weights(detector_model=detector_model, path=detector_weights)
+    detector_model.save()
+    return services.detector_model_activate(detector_model=detector_model)

@@ -3,6 +3,8 @@
 200 when every check passes, 503 when any fails, so load balancers and container health checks can act on it.
 """
 
+import sys
+
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -25,16 +27,37 @@ def check_broker() -> dict:
     if not settings.CELERY_BROKER_URL:
         return {"status": "disabled", "detail": "No CELERY_BROKER_URL: analyses run inside the web process."}
     try:
-        with celery_app.connection_for_write() as conn:
+        with celery_app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=settings.HEALTH_BROKER_TIMEOUT)
+            transport = conn.transport_cls
     except Exception as exc:
         return {"status": "error", "detail": f"Broker unreachable: {exc.__class__.__name__}: {exc}".strip()}
-    return {"status": "ok", "transport": celery_app.connection_for_write().transport_cls}
+    return {"status": "ok", "transport": transport}
+
+
+def check_model() -> dict:
+    from detection.selectors import detector_model_get_active
+
+    active = detector_model_get_active()
+    if active is None:
+        return {
+            "status": "error",
+            "detail": "No detector model is active: run `manage.py ensure_active_model` or activate one in the admin.",
+        }
+    state = {"name": active.name, "version": active.version, "architecture": active.architecture}
+    if active.load_error:
+        return {"status": "error", **state, "detail": active.load_error}
+    # Only a process that has imported the runtime can hold a model; importing it here would pull in PyTorch.
+    runtime = sys.modules.get("ml.runtime")
+    loaded = runtime.DETECTORS.loaded() if runtime else None
+    return {"status": "ok", **state, "loaded_in_this_process": loaded is not None and loaded[0] == active.cache_key}
 
 
 @never_cache
 @require_GET
 def health(request):
     checks = {"database": check_database(), "broker": check_broker()}
+    # Without a database there is no telling which model is active.
+    checks["model"] = check_model() if checks["database"]["status"] == "ok" else {"status": "unknown"}
     healthy = all(check["status"] != "error" for check in checks.values())
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)

@@ -137,6 +137,8 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
+    # Thumbnails, heatmaps and overlays: the same place as everything else unless a results backend is chosen.
+    "results": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -177,10 +179,62 @@ LOGGING = {
 
 SITE_NAME = env_str("SITE_NAME", "Deepfake Detector")
 
+# --- Uploads and analyses -------------------------------------------------------------------------------------
+
+MAX_FILE_SIZE_MB = env_int("MAX_FILE_SIZE_MB", 16, minimum=1, maximum=200)
+MAX_FILE_SIZE = MAX_FILE_SIZE_MB * 1024 * 1024
+# Larger uploads go to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+MAX_IMAGE_MEGAPIXELS = env_int("MAX_IMAGE_MEGAPIXELS", 50, minimum=1, maximum=500)
+# A verdict is "uncertain" when the probability of fake is closer than this to the model's threshold.
+UNCERTAIN_MARGIN = env_float("UNCERTAIN_MARGIN", 0.1, minimum=0.0, maximum=0.5)
+ANALYSIS_SOFT_TIME_LIMIT = env_int("ANALYSIS_SOFT_TIME_LIMIT", 120, minimum=5)
+ANALYSIS_TIME_LIMIT = env_int("ANALYSIS_TIME_LIMIT", 180, minimum=10)
+if ANALYSIS_TIME_LIMIT <= ANALYSIS_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured("ANALYSIS_TIME_LIMIT must be larger than ANALYSIS_SOFT_TIME_LIMIT.")
+ANALYSIS_MAX_ATTEMPTS = env_int("ANALYSIS_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
+# A queued analysis whose message has sat in the broker this long is sent again by the sweeper.
+ANALYSIS_QUEUE_TIMEOUT = env_int("ANALYSIS_QUEUE_TIMEOUT", 3600, minimum=60)
+
+# Privacy: keep uploaded originals (each upload may choose otherwise), and for how long. Without the original, an
+# analysis keeps its verdict, a small thumbnail, the heatmap and the overlay.
+KEEP_ORIGINALS = env_bool("KEEP_ORIGINALS", True)
+ORIGINALS_RETENTION_DAYS = env_int("ORIGINALS_RETENTION_DAYS", 30, minimum=0)
+
+# --- Detector models and inference ------------------------------------------------------------------------------
+
+# Seed-design names: a model on the Hugging Face Hub that `manage.py ensure_active_model` registers when no model
+# is active (instead of training the starter model), and the default source for hub models added in the admin.
+HUGGINGFACE_REPO = env_str("HUGGINGFACE_REPO")
+MODEL_FILENAME = env_str("MODEL_FILENAME", "model.safetensors")
+HUGGINGFACE_REVISION = env_str("HUGGINGFACE_REVISION")
+HUGGINGFACE_TOKEN = env_str("HUGGINGFACE_TOKEN")
+MODEL_ARCHITECTURE = env_choice("MODEL_ARCHITECTURE", "resnet50", ("resnet50", "resnet18"))
+# Weights fetched from remote storage (S3) are kept here, named by their SHA-256.
+MODEL_CACHE_DIR = Path(env_str("MODEL_CACHE_DIR", str(DATA_DIR / "model-cache")))
+INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
+INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "auto", ("auto", "openvino", "torch"))
+INFERENCE_PRECISION = env_choice("INFERENCE_PRECISION", "auto", ("auto", "bf16", "fp32"))
+# PyTorch threads per worker process; 0 shares the machine's cores between CELERY_WORKER_CONCURRENCY processes.
+TORCH_THREADS = env_int("TORCH_THREADS", 0, minimum=0, maximum=256)
+
 # --- Celery -----------------------------------------------------------------------------------------------------
 
 # Empty means no broker: analyses run in a background thread of the web process (the embedded default).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0, minimum=0.1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redelivery after a worker dies is what makes acks_late safe; the timeout must outlast the longest task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=ANALYSIS_TIME_LIMIT + 1)
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One task at a time per worker process: analyses are long, and a prefetched task would wait behind another.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1, maximum=64)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-analyses": {"task": "detection.tasks.analysis_sweep_task", "schedule": 300.0},
+}
 HEALTH_BROKER_TIMEOUT = 2.0

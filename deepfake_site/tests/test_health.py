@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
-def test_health_is_200_with_the_database_up(client):
+def test_health_is_200_with_the_database_up_and_a_model_active(client, active_model):
     response = client.get("/health")
 
     assert response.status_code == 200
@@ -19,9 +19,23 @@ def test_health_is_200_with_the_database_up(client):
     assert body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "ok"
     assert body["checks"]["broker"]["status"] == "disabled"
+    assert body["checks"]["model"] == {
+        "status": "ok",
+        "name": "test-detector",
+        "version": "1",
+        "architecture": "resnet18",
+        "loaded_in_this_process": False,
+    }
 
 
-def test_health_is_503_when_the_broker_does_not_answer(client, settings):
+def test_health_is_503_without_an_active_model(client):
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert "No detector model is active" in response.json()["checks"]["model"]["detail"]
+
+
+def test_health_is_503_when_the_broker_does_not_answer(client, settings, active_model):
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
     response = client.get("/health")

@@ -1,0 +1,59 @@
+"""Problems with a submission that the person who sent it can understand and act on.
+
+Each carries a stable `code` for the API, the HTTP status that fits, and a message written for people. The web
+pages show the message next to the file; the API returns {"error": {"code", "message", "field"}}.
+"""
+
+
+class SubmissionError(Exception):
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = "file"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class MissingFile(SubmissionError):
+    code = "missing_file"
+
+
+class EmptyFile(SubmissionError):
+    code = "empty_file"
+
+
+class CorruptImage(SubmissionError):
+    code = "corrupt_image"
+
+
+class FileTooLarge(SubmissionError):
+    code = "file_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(SubmissionError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class ServiceUnavailable(SubmissionError):
+    """The product cannot take the work right now; nothing is wrong with the file."""
+
+    code = "service_unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message, field=field)
+
+
+class NoActiveModel(ServiceUnavailable):
+    code = "no_active_model"
+
+
+class StorageUnavailable(ServiceUnavailable):
+    code = "storage_unavailable"
+
+
+class AnalysisFailure(Exception):
+    """An analysis that cannot succeed: the message is stored on it and shown to its owner."""

@@ -1,0 +1,198 @@
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+import ml
+from detection.storage import get_results_storage
+
+
+class DetectorModel(models.Model):
+    """A trained detector: its weights, where they came from, how good it is, and whether it is the active one."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded weights file"
+        HUB = "hub", "Hugging Face Hub"
+        PATH = "path", "File on the server"
+        TRAINING = "training", "Trained by this product"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for its weights"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=50)
+    architecture = models.CharField(max_length=30, choices=[(name, name) for name in ml.ARCHITECTURE_NAMES])
+    input_size = models.PositiveIntegerField(default=224, validators=[MinValueValidator(32), MaxValueValidator(1024)])
+    threshold = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Images whose probability of being fake is at least this are labelled fake.",
+    )
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.UPLOAD)
+    weights = models.FileField(upload_to="models/", blank=True, max_length=300)
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+    hub_repo = models.CharField("Hugging Face repository", max_length=200, blank=True)
+    hub_filename = models.CharField("file in the repository", max_length=200, blank=True)
+    hub_revision = models.CharField("revision", max_length=100, blank=True)
+    server_path = models.CharField("path on the server", max_length=500, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    status_message = models.TextField(blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Validation metrics from training.")
+    card = models.JSONField("model card", default=dict, blank=True)
+    description = models.TextField(
+        blank=True, help_text="What the model detects and its limits, shown with every result it produces."
+    )
+    is_active = models.BooleanField(default=False, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The last failure to load these weights in a worker, so /health and the admin can show it.
+    load_error = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="unique_detector_model_version"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_detector_model"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    @property
+    def cache_key(self) -> str:
+        """Changes whenever what a loaded detector depends on changes, so workers reload it."""
+        return f"{self.sha256}:{self.architecture}:{self.input_size}:{self.threshold}"
+
+
+class Analysis(models.Model):
+    """One uploaded image and what the detector said about it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Source(models.TextChoices):
+        WEB = "web", "Web"
+        API = "api", "API"
+
+    class Label(models.TextChoices):
+        REAL = "real", "Real"
+        FAKE = "fake", "Fake"
+
+    class Verdict(models.TextChoices):
+        REAL = "real", "Real"
+        FAKE = "fake", "Fake"
+        UNCERTAIN = "uncertain", "Uncertain"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="analyses")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # When the task last went to the broker; None while it could not be queued (the sweeper retries).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The task delivery that claimed the analysis: a redelivery of the same task may take over a dead run.
+    task_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error_message = models.TextField(blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
+
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField("SHA-256", max_length=64, db_index=True)
+    media_type = models.CharField(max_length=50)
+    file_size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+
+    keep_original = models.BooleanField(default=True)
+    original = models.FileField(upload_to="originals/", blank=True, max_length=300)
+    thumbnail = models.FileField(storage=get_results_storage, upload_to="results/", blank=True, max_length=300)
+    heatmap = models.FileField(storage=get_results_storage, upload_to="results/", blank=True, max_length=300)
+    overlay = models.FileField(storage=get_results_storage, upload_to="results/", blank=True, max_length=300)
+
+    probability_fake = models.FloatField(null=True, blank=True)
+    label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    detector_model = models.ForeignKey(
+        DetectorModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="analyses"
+    )
+    # Kept as text too, so the result still names its model after the model itself is deleted.
+    model_version = models.CharField(max_length=160, blank=True)
+
+    decode_ms = models.FloatField(null=True, blank=True)
+    inference_ms = models.FloatField(null=True, blank=True)
+    heatmap_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "analyses"
+        indexes = [models.Index(fields=["owner", "-created_at"], name="analysis_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display().lower()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("detection:analysis_detail", args=[self.public_id])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED}
+
+    @property
+    def verdict(self) -> str | None:
+        """Real, fake, or uncertain when the probability sits within UNCERTAIN_MARGIN of the threshold."""
+        if self.probability_fake is None or self.threshold is None:
+            return None
+        if abs(self.probability_fake - self.threshold) < settings.UNCERTAIN_MARGIN:
+            return self.Verdict.UNCERTAIN
+        return self.Verdict.FAKE if self.probability_fake >= self.threshold else self.Verdict.REAL
+
+    @property
+    def confidence(self) -> float | None:
+        """How sure the detector is of its label: the probability of the class it chose."""
+        if self.probability_fake is None:
+            return None
+        return self.probability_fake if self.label == self.Label.FAKE else 1.0 - self.probability_fake
+
+    def owned_files(self) -> list:
+        return [f for f in (self.original, self.thumbnail, self.heatmap, self.overlay) if f]
+
+
+class ModelEvaluation(models.Model):
+    """The metrics of a detector model on one dataset folder, measured by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    detector_model = models.ForeignKey(DetectorModel, on_delete=models.CASCADE, related_name="evaluations")
+    dataset_path = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    error_message = models.TextField(blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    roc_curve = models.FileField(upload_to="evaluations/", blank=True, max_length=300)
+    pr_curve = models.FileField(upload_to="evaluations/", blank=True, max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.detector_model} on {self.dataset_path}"

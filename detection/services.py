@@ -1,0 +1,471 @@
+"""Writes: submitting images, running analyses, deleting them, sweeping up stuck work."""
+
+import hashlib
+import io
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile, File
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+from PIL import Image, UnidentifiedImageError
+
+from accounts.models import User
+from detection import selectors
+from detection.errors import (
+    AnalysisFailure,
+    CorruptImage,
+    EmptyFile,
+    FileTooLarge,
+    MissingFile,
+    NoActiveModel,
+    StorageUnavailable,
+    UnsupportedMediaType,
+)
+from detection.models import Analysis, DetectorModel
+from ml.errors import UnreadableImageError
+from ml.preprocessing import decode_image
+
+logger = logging.getLogger(__name__)
+
+# Pillow's format name → (media type, file extension) for the formats the product accepts.
+ACCEPTED_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
+ACCEPTED_DESCRIPTION = "JPEG, PNG or WebP"
+OVERLAY_MAX_SIDE = 1024
+THUMBNAIL_MAX_SIDE = 256
+SWEEP_GRACE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    sha256: str
+    size: int
+    media_type: str
+    extension: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Submission:
+    analysis: Analysis
+    reused: bool  # an earlier analysis of the same content and model answers this upload
+    queued: bool  # False when the queue was unreachable: the sweeper sends it once the queue is back
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def image_inspect(*, data: bytes, name: str) -> ImageFacts:
+    """Check that the bytes are a complete image of an accepted type and size; SubmissionError says why not."""
+    if not data:
+        raise EmptyFile(f"“{name}” is empty (0 bytes).")
+    if len(data) > settings.MAX_FILE_SIZE:
+        raise FileTooLarge(
+            f"“{name}” is {megabytes(len(data))}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted."
+        )
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            file_format = probe.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UnsupportedMediaType(
+            f"“{name}” is not an image in a supported format ({ACCEPTED_DESCRIPTION})."
+        ) from None
+    if file_format not in ACCEPTED_FORMATS:
+        raise UnsupportedMediaType(
+            f"“{name}” is a {file_format} image; only {ACCEPTED_DESCRIPTION} images are accepted."
+        )
+    try:
+        decoded = decode_image(data, max_pixels=settings.MAX_IMAGE_MEGAPIXELS * 1_000_000)
+    except UnreadableImageError as exc:
+        raise CorruptImage(f"“{name}” cannot be used: {exc}") from None
+    media_type, extension = ACCEPTED_FORMATS[file_format]
+    return ImageFacts(
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        media_type=media_type,
+        extension=extension,
+        width=decoded.width,
+        height=decoded.height,
+    )
+
+
+def _read_upload(file) -> bytes:
+    if file.size is not None and file.size > settings.MAX_FILE_SIZE:
+        raise FileTooLarge(
+            f"“{file.name}” is {megabytes(file.size)}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted."
+        )
+    file.seek(0)
+    return file.read(settings.MAX_FILE_SIZE + 1)
+
+
+def analysis_create(*, user: User, file, source: str, keep_original: bool | None = None) -> Submission:
+    """Validate and store an uploaded image, record an analysis and queue it once the row is committed.
+
+    An identical image the user already submitted for the same model version is answered by that analysis.
+    """
+    if file is None:
+        raise MissingFile("No file was sent. Choose a JPEG, PNG or WebP image.")
+    name = (file.name or "image").rsplit("/", 1)[-1][:255]
+    data = _read_upload(file)
+    facts = image_inspect(data=data, name=name)
+
+    detector_model = selectors.detector_model_get_active()
+    if detector_model is None:
+        raise NoActiveModel("No detector model is active yet, so images cannot be analysed. Please try again later.")
+    existing = selectors.analysis_find_reusable(user=user, sha256=facts.sha256, detector_model=detector_model)
+    if existing is not None:
+        return Submission(analysis=existing, reused=True, queued=True)
+
+    public_id = uuid.uuid4()
+    analysis = Analysis(
+        public_id=public_id,
+        owner=user,
+        source=source,
+        original_name=name,
+        sha256=facts.sha256,
+        media_type=facts.media_type,
+        file_size=facts.size,
+        width=facts.width,
+        height=facts.height,
+        keep_original=settings.KEEP_ORIGINALS if keep_original is None else keep_original,
+    )
+    try:
+        analysis.original.save(f"{public_id}.{facts.extension}", ContentFile(data), save=False)
+    except Exception as exc:  # any storage backend failure: the upload is refused and nothing is kept
+        logger.exception("Storing the original of %s failed", public_id)
+        raise StorageUnavailable(
+            f"The image could not be stored ({exc.__class__.__name__}). Nothing was saved; please try again later."
+        ) from exc
+    try:
+        with transaction.atomic():
+            analysis.save()
+            outcome = {}
+            transaction.on_commit(lambda: outcome.setdefault("queued", analysis_enqueue(analysis_id=analysis.pk)))
+    except Exception:
+        analysis.original.delete(save=False)
+        raise
+    return Submission(analysis=analysis, reused=False, queued=outcome.get("queued", False))
+
+
+def analysis_enqueue(*, analysis_id: int) -> bool:
+    """Hand the analysis to a worker (or the in-process runner); False when the broker cannot be reached."""
+    from detection import tasks
+
+    queued = tasks.analysis_submit(analysis_id=analysis_id)
+    if queued:
+        Analysis.objects.filter(pk=analysis_id).update(enqueued_at=timezone.now())
+    return queued
+
+
+def _analysis_claim(*, analysis_id: int, task_id: str) -> Analysis | None:
+    """Mark the analysis running for this task delivery, or None when there is nothing for it to do.
+
+    Finished analyses are left alone (a duplicate delivery). A running one is taken over only by a redelivery of
+    the task that claimed it (its worker died) or once its time limit has passed; otherwise another worker has it.
+    """
+    with transaction.atomic():
+        analysis = Analysis.objects.select_for_update().filter(pk=analysis_id).first()
+        if analysis is None or analysis.is_finished:
+            return None
+        now = timezone.now()
+        if (
+            analysis.status == Analysis.Status.RUNNING
+            and analysis.task_id != task_id
+            and analysis.started_at
+            and now - analysis.started_at < timedelta(seconds=settings.ANALYSIS_TIME_LIMIT)
+        ):
+            return None
+        analysis.status = Analysis.Status.RUNNING
+        analysis.started_at = now
+        analysis.attempts += 1
+        analysis.task_id = task_id
+        analysis.save(update_fields=["status", "started_at", "attempts", "task_id"])
+        return analysis
+
+
+def _analysis_fail(analysis: Analysis, message: str) -> None:
+    analysis.status = Analysis.Status.FAILED
+    analysis.error_message = message
+    analysis.finished_at = timezone.now()
+    analysis.save(update_fields=["status", "error_message", "finished_at"])
+
+
+def _results_save(analysis: Analysis, pictures: list[tuple]) -> None:
+    """Store the result pictures under names derived from the analysis; on failure, leave none of them behind."""
+    try:
+        for field, data in pictures:
+            extension = "png" if data.startswith(b"\x89PNG") else "webp"
+            name = field.field.generate_filename(analysis, f"{analysis.public_id}-{field.field.name}.{extension}")
+            # A run killed half-way may have left this very file: replace it rather than keep a second copy.
+            if field.storage.exists(name):
+                field.storage.delete(name)
+            field.save(name.rsplit("/", 1)[-1], ContentFile(data), save=False)
+    except Exception as exc:  # any storage backend failure
+        for field, _ in pictures:
+            if field:
+                field.delete(save=False)
+        raise AnalysisFailure(
+            f"The results could not be stored ({exc.__class__.__name__}: {exc}). Please try again later."
+        ) from exc
+
+
+def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
+    """Run the active detector on the analysis's image and store the verdict, heatmap, overlay and thumbnail.
+
+    Safe to call again for the same analysis (redelivered tasks): finished analyses are left as they are.
+    """
+    from detection import inference
+    from ml import rendering
+
+    analysis = _analysis_claim(analysis_id=analysis_id, task_id=task_id or f"direct-{uuid.uuid4()}")
+    if analysis is None:
+        return None
+    started = time.perf_counter()
+    try:
+        detector_model = selectors.detector_model_get_active()
+        if detector_model is None:
+            raise AnalysisFailure("No detector model is active, so the image could not be analysed.")
+        detector = inference.detector_for(detector_model)
+
+        decode_started = time.perf_counter()
+        try:
+            with analysis.original.open("rb") as handle:
+                data = handle.read()
+        except Exception as exc:
+            raise AnalysisFailure(
+                f"The uploaded image could not be read back from storage ({exc.__class__.__name__})."
+            ) from exc
+        try:
+            image = decode_image(data, max_pixels=settings.MAX_IMAGE_MEGAPIXELS * 1_000_000).image
+        except UnreadableImageError as exc:
+            raise AnalysisFailure(f"The image could not be decoded: {exc}") from exc
+        decode_ms = (time.perf_counter() - decode_started) * 1000
+
+        (prediction,) = detector.analyze([image])
+
+        render_started = time.perf_counter()
+        # Without a kept original, no stored picture shows the image larger than its thumbnail.
+        overlay_side = OVERLAY_MAX_SIDE if analysis.keep_original else THUMBNAIL_MAX_SIDE
+        overlay = rendering.overlay(image, prediction.heatmap, max_side=overlay_side)
+        pictures = [
+            (analysis.thumbnail, rendering.encode(rendering.thumbnail(image, max_side=THUMBNAIL_MAX_SIDE), "webp")),
+            (analysis.heatmap, rendering.encode(rendering.colorize(prediction.heatmap, overlay.size), "png")),
+            (analysis.overlay, rendering.encode(overlay, "webp")),
+        ]
+        render_ms = (time.perf_counter() - render_started) * 1000
+        _results_save(analysis, pictures)
+    except AnalysisFailure as exc:
+        logger.warning("Analysis %s failed: %s", analysis.public_id, exc)
+        _analysis_fail(analysis, str(exc))
+        return analysis
+    except SoftTimeLimitExceeded:
+        _analysis_fail(
+            analysis, f"The analysis took longer than {settings.ANALYSIS_SOFT_TIME_LIMIT} seconds and was stopped."
+        )
+        return analysis
+
+    analysis.probability_fake = prediction.probability_fake
+    analysis.threshold = detector_model.threshold
+    analysis.label = prediction.label
+    analysis.detector_model = detector_model
+    analysis.model_version = detector_model.label
+    analysis.decode_ms = decode_ms
+    analysis.inference_ms = prediction.inference_ms
+    analysis.heatmap_ms = prediction.heatmap_ms + render_ms
+    analysis.total_ms = (time.perf_counter() - started) * 1000
+    analysis.status = Analysis.Status.DONE
+    analysis.finished_at = timezone.now()
+    analysis.error_message = ""
+    analysis.save()
+    if not analysis.keep_original:
+        analysis_original_discard(analysis=analysis)
+    return analysis
+
+
+def analysis_original_discard(*, analysis: Analysis) -> None:
+    """Delete the stored original; the verdict, thumbnail, heatmap and overlay stay."""
+    if analysis.original:
+        analysis.original.delete(save=False)
+        Analysis.objects.filter(pk=analysis.pk).update(original="")
+
+
+def analysis_delete(*, analysis: Analysis) -> None:
+    """Delete the analysis and, once that is committed, every file it owns (see detection.signals)."""
+    analysis.delete()
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int
+    failed: int
+
+
+def analysis_sweep(*, now=None) -> SweepReport:
+    """Find analyses stuck in queued or running past their limits; queue them again, or fail them for good."""
+    now = now or timezone.now()
+    failed = 0
+    overdue = Analysis.objects.filter(
+        status=Analysis.Status.RUNNING, started_at__lt=now - timedelta(seconds=settings.ANALYSIS_TIME_LIMIT + 30)
+    )
+    for analysis in overdue:
+        if analysis.attempts >= settings.ANALYSIS_MAX_ATTEMPTS:
+            _analysis_fail(
+                analysis,
+                f"The analysis did not finish after {analysis.attempts} attempts and was abandoned. "
+                "Please upload the image again; if it keeps failing, tell the administrator.",
+            )
+            failed += 1
+        else:
+            Analysis.objects.filter(pk=analysis.pk, status=Analysis.Status.RUNNING).update(
+                status=Analysis.Status.QUEUED, enqueued_at=None
+            )
+    # Never reached the queue (the broker was down), or sat there so long that the message must have been lost.
+    # The grace period leaves alone uploads whose enqueueing is still under way.
+    stuck = Analysis.objects.filter(status=Analysis.Status.QUEUED).filter(
+        Q(enqueued_at__isnull=True, created_at__lt=now - timedelta(seconds=SWEEP_GRACE_SECONDS))
+        | Q(enqueued_at__lt=now - timedelta(seconds=settings.ANALYSIS_QUEUE_TIMEOUT))
+    )
+    requeued = sum(analysis_enqueue(analysis_id=pk) for pk in stuck.values_list("pk", flat=True))
+    return SweepReport(requeued=requeued, failed=failed)
+
+
+# --- Detector models --------------------------------------------------------------------------------------------
+
+
+def _probe_image() -> Image.Image:
+    """A small deterministic picture to run a freshly loaded model on."""
+    gradient = Image.linear_gradient("L").resize((160, 120))
+    return Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.ROTATE_90).resize((160, 120)), gradient))
+
+
+def detector_model_store_weights(*, detector_model: DetectorModel, path: Path) -> None:
+    """Copy a weights file into storage, where every worker can reach it, and record its SHA-256.
+
+    When the model already names an expected SHA-256 (typed in by an administrator), the file must match it.
+    """
+    from ml.weights import sha256_of
+
+    if not path.is_file():
+        raise AnalysisFailure(f"There is no file at {path}.")
+    actual = sha256_of(path)
+    expected = detector_model.sha256.strip().lower()
+    if expected and expected != actual:
+        raise AnalysisFailure(
+            f"The weights file has SHA-256 {actual}, but {expected} was expected: it is not the file that was meant. "
+            "Check the source, or clear the expected checksum."
+        )
+    with path.open("rb") as handle:
+        detector_model.weights.save(
+            f"{slugify(detector_model.name)}-{slugify(detector_model.version)}-{actual[:12]}{path.suffix}",
+            File(handle),
+            save=False,
+        )
+    detector_model.sha256 = actual
+
+
+def detector_model_prepare(*, detector_model_id: int) -> DetectorModel:
+    """Fetch the model's weights if they are elsewhere, then load them into the architecture and run a probe image.
+
+    The outcome is recorded on the model: READY with what the probe gave, or FAILED with the reason. Only READY
+    models can be activated.
+    """
+    from detection import inference
+    from ml.errors import MLError
+    from ml.weights import download_from_hub
+
+    detector_model = DetectorModel.objects.get(pk=detector_model_id)
+    try:
+        if not detector_model.weights:
+            if detector_model.source == DetectorModel.Source.HUB:
+                path = download_from_hub(
+                    repo_id=detector_model.hub_repo,
+                    filename=detector_model.hub_filename,
+                    revision=detector_model.hub_revision or None,
+                    token=settings.HUGGINGFACE_TOKEN or None,
+                )
+            elif detector_model.source == DetectorModel.Source.PATH:
+                path = Path(detector_model.server_path)
+            else:
+                raise AnalysisFailure("The model has no weights file.")
+            detector_model_store_weights(detector_model=detector_model, path=path)
+        detector = inference.detector_load(detector_model)
+        (probe,) = detector.analyze([_probe_image()])
+        if not 0.0 <= probe.probability_fake <= 1.0:
+            raise AnalysisFailure(f"The model answered {probe.probability_fake} for a probe image, not a probability.")
+    except (AnalysisFailure, MLError, OSError) as exc:
+        detector_model.status = DetectorModel.Status.FAILED
+        detector_model.status_message = str(exc)
+    else:
+        detector_model.status = DetectorModel.Status.READY
+        detector_model.status_message = (
+            f"Loaded into {detector_model.architecture} at {detector_model.input_size} px; a probe image gave "
+            f"p(fake) = {probe.probability_fake:.3f} in {probe.inference_ms + probe.heatmap_ms:.0f} ms."
+        )
+    detector_model.save()
+    return detector_model
+
+
+def detector_model_register(
+    *,
+    name: str,
+    version: str,
+    architecture: str,
+    weights_path: Path,
+    input_size: int = 224,
+    threshold: float = 0.5,
+    source: str = DetectorModel.Source.UPLOAD,
+    metrics: dict | None = None,
+    card: dict | None = None,
+    description: str = "",
+    activate: bool = False,
+) -> DetectorModel:
+    """Register a model from a local weights file: store the weights, validate them, and activate if asked."""
+    if DetectorModel.objects.filter(name=name, version=version).exists():
+        raise ValidationError({"version": f"A model named “{name}” with version “{version}” already exists."})
+    detector_model = DetectorModel(
+        name=name,
+        version=version,
+        architecture=architecture,
+        input_size=input_size,
+        threshold=threshold,
+        source=source,
+        metrics=metrics or {},
+        card=card or {},
+        description=description,
+    )
+    detector_model.full_clean(exclude=["weights"])
+    try:
+        detector_model_store_weights(detector_model=detector_model, path=Path(weights_path))
+    except AnalysisFailure as exc:
+        raise ValidationError({"weights": str(exc)}) from None
+    detector_model.save()
+    detector_model = detector_model_prepare(detector_model_id=detector_model.pk)
+    if activate:
+        detector_model_activate(detector_model=detector_model)
+    return detector_model
+
+
+def detector_model_activate(*, detector_model: DetectorModel) -> DetectorModel:
+    """Make this the one active model; workers switch to it at their next task. Only validated models qualify."""
+    if detector_model.status != DetectorModel.Status.READY:
+        reason = detector_model.status_message or "it has not been validated yet"
+        raise ValidationError(f"“{detector_model}” cannot be activated: {reason}")
+    with transaction.atomic():
+        DetectorModel.objects.select_for_update().filter(is_active=True).exclude(pk=detector_model.pk).update(
+            is_active=False
+        )
+        detector_model.is_active = True
+        detector_model.activated_at = timezone.now()
+        detector_model.save(update_fields=["is_active", "activated_at"])
+    return detector_model
