@@ -24,6 +24,8 @@ RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 # torch and torchvision first, at the versions requirements.txt pins and without their dependencies: the second
 # step then finds them installed (2.14.1+cpu satisfies ==2.14.1) and takes their dependencies from PyPI.
+# The grep's output is meant to split into two requirement arguments.
+# hadolint ignore=SC2046
 RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install --no-deps --index-url "$TORCH_INDEX_URL" $(grep -E '^(torch|torchvision)==' /tmp/requirements.txt); \
     fi \
@@ -70,7 +72,8 @@ RUN DEBUG=false SECRET_KEY=build-time-only-collectstatic-key-not-used-at-runtime
  && mkdir -p /app/data/media /app/data/cache \
  && chown -R app:app /app/data
 
-USER app
+# Numeric, so orchestrators can verify it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
 EXPOSE 8000
 
 # Checks the web process; compose replaces it for workers (celery inspect ping) and turns it off for beat.

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import uuid
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 import pytest
@@ -165,6 +166,35 @@ def clean_env() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in ignored}
 
 
+def image_tree(tmp_path: Path) -> Path:
+    """The files the runtime stage copies from the build context, laid out under tmp_path as the image has them.
+
+    Commands run from here (the image's WORKDIR, /app moved to tmp_path/app) see only what the image would:
+    no tests, no conftest.py, nothing .dockerignore leaves out.
+    """
+    workdir = PurePosixPath("/")
+    for instruction, arguments in final_stage():
+        if instruction == "WORKDIR":
+            workdir = workdir / arguments
+        if instruction != "COPY" or "--from=" in arguments:
+            continue
+        *sources, destination = (part for part in shlex.split(arguments) if not part.startswith("--"))
+        target = tmp_path / (workdir / destination).relative_to("/")
+        for source in sources:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=_dockerignored_names, dirs_exist_ok=True)
+            else:
+                file_target = target / Path(source).name if destination.endswith("/") else target
+                file_target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / source, file_target)
+    return tmp_path / workdir.relative_to("/")
+
+
+def _dockerignored_names(directory: str, names: list[str]) -> set[str]:
+    relative = Path(directory).relative_to(ROOT)
+    return {name for name in names if dockerignored(str(relative / name))}
+
+
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     """What a container of the image sees, on SQLite in tmp_path and without a broker unless overridden."""
     env = {
@@ -184,9 +214,9 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def run(argv: list[str], env: dict[str, str], *, timeout: int = 180) -> subprocess.CompletedProcess:
+def run(argv: list[str], env: dict[str, str], *, cwd: Path = ROOT, timeout: int = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
-        as_local(argv), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        as_local(argv), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -200,11 +230,11 @@ def as_local(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def running(argv: list[str], env: dict[str, str], log: Path):
+def running(argv: list[str], env: dict[str, str], log: Path, *, cwd: Path):
     """A long-running process in its own process group, always stopped with all its children at the end."""
     with log.open("w") as output:
         process = subprocess.Popen(
-            as_local(argv), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            as_local(argv), cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         yield process
@@ -423,10 +453,20 @@ def test_the_image_has_every_top_level_package_templates_and_static_files():
     assert packages | {"manage.py", "templates", "static"} <= copied
 
 
+def test_the_image_tree_has_the_code_without_tests(tmp_path):
+    app = image_tree(tmp_path)
+
+    assert (app / "manage.py").is_file()
+    assert (app / "deepfake_site" / "wsgi.py").is_file()
+    assert (app / "deploy" / "healthcheck.py").is_file()
+    assert not list(app.rglob("tests")), "tests are left out of the image"
+    assert not (app / "conftest.py").exists()
+
+
 def test_the_image_runs_gunicorn_as_a_non_root_user_with_a_health_check():
     instructions = dict(final_stage())
 
-    assert instructions["USER"] not in {"root", "0"}
+    assert instructions["USER"].split(":")[0] not in {"root", "0"}
     assert exec_form(instructions["CMD"])[:2] == ["gunicorn", "deepfake_site.wsgi"]
     health_check = exec_form(instructions["HEALTHCHECK"])
     assert health_check[0] == "python"
@@ -437,9 +477,10 @@ def test_the_image_runs_gunicorn_as_a_non_root_user_with_a_health_check():
 
 
 def test_check_deploy_passes_in_the_images_production_environment(tmp_path):
+    app = image_tree(tmp_path)
     env = {**production_env(tmp_path), **service_environment("web"), **image_paths(tmp_path)}
 
-    result = run(["python", "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env=env)
+    result = run(["python", "manage.py", "check", "--deploy", "--fail-level", "WARNING"], env=env, cwd=app)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
@@ -467,24 +508,25 @@ def collectstatic_command() -> tuple[dict[str, str], list[str]]:
 
 
 def test_image_commands_migrate_collect_static_and_serve_health_with_gunicorn(tmp_path):
+    app = image_tree(tmp_path)
     env = production_env(tmp_path, USE_X_FORWARDED_PROTO="true")
     build_env, collectstatic = collectstatic_command()
     assert build_env["DEBUG"] == "false"
     assert len(build_env["SECRET_KEY"]) >= 50
 
-    collected = run(collectstatic, env={**env, **build_env})
+    collected = run(collectstatic, env={**env, **build_env}, cwd=app)
     assert collected.returncode == 0, collected.stderr
     assert list(Path(env["STATIC_ROOT"]).glob("css/site.*.css")), "collectstatic wrote no hashed stylesheet"
 
     migrate = service_commands("release")[0]
     assert migrate[:3] == ["python", "manage.py", "migrate"]
-    migrated = run(migrate, env=env)
+    migrated = run(migrate, env=env, cwd=app)
     assert migrated.returncode == 0, migrated.stderr
 
     port = free_port()
     gunicorn = replace_option(service_commands("web")[0], "--bind", f"127.0.0.1:{port}")
     log = tmp_path / "gunicorn.log"
-    with running(gunicorn, env, log) as server:
+    with running(gunicorn, env, log, cwd=app) as server:
 
         def health():
             try:
@@ -502,7 +544,8 @@ def test_image_commands_migrate_collect_static_and_serve_health_with_gunicorn(tm
 
         # The image's own health check: healthy exactly when /health says 200, with the production Host header.
         health_check = exec_form(dict(final_stage())["HEALTHCHECK"])
-        probe = run(health_check, env={**env, "HEALTHCHECK_URL": f"http://127.0.0.1:{port}/health"}, timeout=60)
+        probe_env = {**env, "HEALTHCHECK_URL": f"http://127.0.0.1:{port}/health"}
+        probe = run(health_check, env=probe_env, cwd=app, timeout=60)
         assert probe.returncode == (0 if status == 200 else 1), probe.stdout + probe.stderr
         assert f"answered {status}" in probe.stdout
 
@@ -526,7 +569,11 @@ def test_image_commands_migrate_collect_static_and_serve_health_with_gunicorn(tm
 def test_health_check_reports_unhealthy_when_nothing_answers(tmp_path):
     health_check = exec_form(dict(final_stage())["HEALTHCHECK"])
 
-    probe = run(health_check, env={**clean_env(), "HEALTHCHECK_URL": f"http://127.0.0.1:{free_port()}/health"})
+    probe = run(
+        health_check,
+        env={**clean_env(), "HEALTHCHECK_URL": f"http://127.0.0.1:{free_port()}/health"},
+        cwd=image_tree(tmp_path),
+    )
 
     assert probe.returncode == 1
     assert "did not answer" in probe.stdout
@@ -535,9 +582,10 @@ def test_health_check_reports_unhealthy_when_nothing_answers(tmp_path):
 @pytest.mark.redis
 def test_worker_command_starts_and_answers_its_health_check_ping(tmp_path, redis_url):
     broker = urlparse(redis_url)._replace(path="/14").geturl()
+    app = image_tree(tmp_path)
     env = production_env(tmp_path, CELERY_BROKER_URL=broker)
     # As in compose, the release command has migrated the database before the worker starts.
-    migrated = run(service_commands("release")[0], env=env)
+    migrated = run(service_commands("release")[0], env=env, cwd=app)
     assert migrated.returncode == 0, migrated.stderr
     node_host = f"deploytest-{uuid.uuid4().hex[:8]}"
     worker = [*service_commands("worker")[0], "--hostname", f"celery@{node_host}", "--concurrency", "1"]
@@ -546,13 +594,13 @@ def test_worker_command_starts_and_answers_its_health_check_ping(tmp_path, redis
     ping = ["sh", "-c", interpolate(health_check[1], {})]
     log = tmp_path / "worker.log"
 
-    with running(worker, env, log) as process:
+    with running(worker, env, log, cwd=app) as process:
 
         def answers():
-            return run(ping, env={**env, "HOSTNAME": node_host}, timeout=120).returncode == 0
+            return run(ping, env={**env, "HOSTNAME": node_host}, cwd=app, timeout=120).returncode == 0
 
         wait_for(answers, process, log, "the Celery worker")
-        result = run(ping, env={**env, "HOSTNAME": node_host}, timeout=120)
+        result = run(ping, env={**env, "HOSTNAME": node_host}, cwd=app, timeout=120)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"celery@{node_host}: OK" in result.stdout
@@ -563,9 +611,10 @@ def test_worker_command_starts_and_answers_its_health_check_ping(tmp_path, redis
 @pytest.mark.redis
 def test_beat_command_starts(tmp_path, redis_url):
     broker = urlparse(redis_url)._replace(path="/14").geturl()
+    app = image_tree(tmp_path)
     env = production_env(tmp_path, CELERY_BROKER_URL=broker)
     beat = replace_option(service_commands("beat")[0], "--schedule", str(tmp_path / "celerybeat-schedule"))
     log = tmp_path / "beat.log"
 
-    with running(beat, env, log) as process:
+    with running(beat, env, log, cwd=app) as process:
         wait_for(lambda: "beat: Starting" in log.read_text(), process, log, "Celery beat")
