@@ -36,6 +36,7 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
 FROM ${PYTHON_IMAGE} AS runtime
 
 # Paths are fixed by the image (compose mounts its volumes there); everything else comes from the environment.
+# The app user's home is not writable: every library cache points into the model-cache volume.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -45,6 +46,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_CACHE_DIR=/app/data/cache/models \
     HF_HOME=/app/data/cache/huggingface \
     TORCH_HOME=/app/data/cache/torch \
+    XDG_CACHE_HOME=/app/data/cache \
+    MPLCONFIGDIR=/app/data/cache/matplotlib \
     WEB_CONCURRENCY=2
 
 RUN groupadd --system --gid 10001 app \

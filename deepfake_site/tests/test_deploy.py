@@ -323,7 +323,8 @@ def test_compose_points_the_app_at_its_own_database_broker_and_volumes():
     # The volumes are mounted where the settings and the image put media and the model caches.
     mounts = {Path(target): volume for volume, target in (entry.split(":")[:2] for entry in services["web"]["volumes"])}
     assert mounts[Path(environment["MEDIA_ROOT"])] == "media"
-    for cache_dir in (environment["MODEL_CACHE_DIR"], image["MODEL_CACHE_DIR"], image["HF_HOME"], image["TORCH_HOME"]):
+    caches = [environment["MODEL_CACHE_DIR"], *(image[name] for name in ("MODEL_CACHE_DIR", "HF_HOME", "TORCH_HOME"))]
+    for cache_dir in [*caches, image["XDG_CACHE_HOME"], image["MPLCONFIGDIR"]]:
         assert any(Path(cache_dir).is_relative_to(target) and mounts[target] == "model-cache" for target in mounts)
     with pytest.raises(ValueError, match=r"set POSTGRES_PASSWORD in \.env"):
         service_environment("web", POSTGRES_PASSWORD="")
