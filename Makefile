@@ -23,8 +23,11 @@ $(TEST_STAMP): requirements.txt requirements-dev.txt | $(PY)
 	touch $@ $(RUN_STAMP)
 
 # Serve the product on its embedded defaults (SQLite, local media, analyses in-process) at http://$(HOST):$(PORT).
+# The first run trains the starter model (a few minutes, with a progress bar) when no detector model is active.
 run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_active_model
+	$(PY) manage.py sweep_analyses
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 # Lint, check formatting, run the whole test suite. With CI=true the suite uses the real PostgreSQL and Redis

@@ -1,0 +1,72 @@
+"""`manage.py ensure_active_model`: keeps the active model, or activates the configured Hugging Face model."""
+
+import shutil
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from detection.models import DetectorModel
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline Hugging Face cache, laid out as huggingface_hub writes it, holding one repository."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    def publish(repo_id: str, filename: str, source) -> None:
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(COMMIT)
+        (repo / "snapshots" / COMMIT).mkdir(parents=True)
+        shutil.copy(source, repo / "snapshots" / COMMIT / filename)
+
+    return publish
+
+
+def run_command() -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("ensure_active_model", stdout=out)
+    return out.getvalue()
+
+
+def test_an_active_model_is_kept(db, active_model):
+    output = run_command()
+
+    assert f"Active detector model: {active_model}" in output
+    assert list(DetectorModel.objects.filter(is_active=True)) == [active_model]
+
+
+def test_the_configured_hub_model_is_downloaded_validated_and_activated(db, settings, hub_cache, detector_weights):
+    hub_cache("acme/deepfake-detector", "model.safetensors", detector_weights)
+    settings.HUGGINGFACE_REPO = "acme/deepfake-detector"
+    settings.MODEL_FILENAME = "model.safetensors"
+    settings.MODEL_ARCHITECTURE = "resnet18"
+    settings.INFERENCE_BACKEND = "torch"
+    settings.INFERENCE_PRECISION = "fp32"
+
+    output = run_command()
+
+    model = DetectorModel.objects.get(is_active=True)
+    assert (model.source, model.hub_repo, model.architecture) == ("hub", "acme/deepfake-detector", "resnet18")
+    assert model.status == "ready" and len(model.sha256) == 64
+    assert "fetching model.safetensors from the Hugging Face repo acme/deepfake-detector" in output
+
+
+def test_a_hub_model_that_cannot_be_had_stops_the_command_with_the_reason(db, settings, hub_cache):
+    settings.HUGGINGFACE_REPO = "acme/missing"
+    settings.MODEL_FILENAME = "model.safetensors"
+    settings.MODEL_ARCHITECTURE = "resnet18"
+
+    with pytest.raises(CommandError, match=r"could not be used: .*acme/missing"):
+        run_command()
+
+    assert not DetectorModel.objects.filter(is_active=True).exists()
+    assert DetectorModel.objects.get().status == "failed"
