@@ -54,25 +54,25 @@ def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEF
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise UnreadableImageError(
-                    f"The image is {width} × {height} pixels; images up to {max_pixels // 1_000_000} megapixels "
-                    "are accepted. Please resize it and try again."
-                )
-            file_format, mode, frames = image.format or "unknown", image.mode, getattr(image, "n_frames", 1)
-            image.seek(0)
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            rgb = to_rgb(image)
+            with Image.open(source) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise UnreadableImageError(
+                        f"The image is {width} × {height} pixels ({width * height / 1e6:.1f} megapixels); images up "
+                        f"to {max_pixels / 1e6:g} megapixels are accepted. Please resize it and try again."
+                    )
+                file_format, mode, frames = image.format or "unknown", image.mode, getattr(image, "n_frames", 1)
+                image.seek(0)
+                image.load()
+                rgb = to_rgb(ImageOps.exif_transpose(image))
+                rgb.load()
     except UnreadableImageError:
         raise
     except UnidentifiedImageError:
         raise UnreadableImageError("The file is not an image in a format we can read (JPEG, PNG or WebP).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UnreadableImageError("The image has too many pixels to be decoded safely.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImageError(f"The image is damaged or truncated and cannot be decoded ({exc}).") from None
     return DecodedImage(image=rgb, format=file_format, mode=mode, width=rgb.width, height=rgb.height, frames=frames)
 
@@ -87,16 +87,32 @@ def to_rgb(image: Image.Image) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     if image.mode.startswith("I") or image.mode == "F":
-        # 16- and 32-bit greyscale: scale 16-bit ranges down to 8 bits instead of clipping them to white.
-        values = np.asarray(image, dtype=np.float64)
-        if values.size and values.max() > 255:
-            values = values / 257.0
-        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        grey = np.clip(np.rint(_to_8_bit_range(image)), 0, 255).astype(np.uint8)
         return Image.fromarray(grey).convert("RGB")
     try:
         return image.convert("RGB")
     except ValueError:
         raise UnreadableImageError(f"Images in the {image.mode} colour mode are not supported.") from None
+
+
+def _to_8_bit_range(image: Image.Image) -> np.ndarray:
+    """Greyscale values of a 16-bit, 32-bit integer or float image, scaled to 0-255 without clipping to white.
+
+    16-bit modes always map 0-65535 onto 0-255. Other integer and float images are scaled by the range their values
+    use: up to 1.0 (floats) means 0-1, up to 255 means 8-bit values, up to 65535 means 16-bit ones, and anything
+    larger is scaled so its maximum becomes 255.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        return values / 257.0
+    top = float(values.max()) if values.size else 0.0
+    if image.mode == "F" and top <= 1.0:
+        return values * 255.0
+    if top <= 255.0:
+        return values
+    if top <= 65535.0:
+        return values / 257.0
+    return values * (255.0 / top)
 
 
 def to_array(image: Image.Image, input_size: int) -> np.ndarray:

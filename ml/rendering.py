@@ -21,6 +21,8 @@ def bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 def colorize(heatmap: np.ndarray, size: tuple[int, int], *, colormap: str = "jet") -> Image.Image:
     """The [0, 1] heatmap resized to size (width, height) and coloured, as an RGB image."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"colormap must be one of {', '.join(COLORMAPS)}, not {colormap!r}")
     resized = cv2.resize(np.asarray(heatmap, dtype=np.float32), size, interpolation=cv2.INTER_LINEAR)
     levels = np.uint8(np.clip(resized, 0.0, 1.0) * 255)
     bgr = cv2.applyColorMap(levels, COLORMAPS[colormap])
@@ -48,8 +50,10 @@ def thumbnail(image: Image.Image, *, max_side: int = 256) -> Image.Image:
 
 def encode(image: Image.Image, fmt: str = "webp", *, quality: int = 85) -> bytes:
     """The image as PNG, WebP or JPEG bytes."""
+    pil_format = FORMATS.get(fmt.lower())
+    if pil_format is None:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     buffer = io.BytesIO()
-    pil_format = FORMATS[fmt.lower()]
     options = {"optimize": True} if pil_format == "PNG" else {"quality": quality}
     image.save(buffer, format=pil_format, **options)
     return buffer.getvalue()
