@@ -1,11 +1,19 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from deepfake_site import health, views
+from detection.api.views import api_not_found
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", health.health, name="health"),
     path("accounts/", include("accounts.urls")),
+    path("", include("detection.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("detection.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    re_path(r"^api/", api_not_found),
 ]

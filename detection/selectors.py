@@ -1,4 +1,8 @@
-from django.db.models import QuerySet
+from datetime import date
+
+from django.conf import settings
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Lower
 
 from accounts.models import User
 from detection.models import Analysis, DetectorModel
@@ -6,6 +10,11 @@ from detection.models import Analysis, DetectorModel
 
 def detector_model_get_active() -> DetectorModel | None:
     return DetectorModel.objects.filter(is_active=True).first()
+
+
+def detector_model_list_ready() -> QuerySet[DetectorModel]:
+    """The validated models, newest first: the ones that can produce (or have produced) results."""
+    return DetectorModel.objects.filter(status=DetectorModel.Status.READY).order_by("-created_at", "-id")
 
 
 def analysis_get(*, user: User, public_id) -> Analysis:
@@ -28,3 +37,58 @@ def analysis_find_reusable(*, user: User, sha256: str, detector_model: DetectorM
 
 def analysis_list(*, user: User) -> QuerySet[Analysis]:
     return Analysis.objects.filter(owner=user).select_related("detector_model")
+
+
+# How the history can be ordered: the key travels in the URL, the value is the ordering.
+ANALYSIS_SORTS = {
+    "newest": (F("created_at").desc(), F("id").desc()),
+    "oldest": (F("created_at").asc(), F("id").asc()),
+    "name": (Lower("original_name").asc(), F("created_at").desc()),
+    "most_fake": (F("probability_fake").desc(nulls_last=True), F("created_at").desc()),
+    "most_real": (F("probability_fake").asc(nulls_last=True), F("created_at").desc()),
+}
+
+
+def _verdict_condition(verdict: str) -> tuple[Q, dict]:
+    """The database form of Analysis.verdict: uncertain within UNCERTAIN_MARGIN of the threshold, else the side."""
+    margin = settings.UNCERTAIN_MARGIN
+    above = F("probability_fake") - F("threshold")  # how far past the threshold towards "fake"
+    below = F("threshold") - F("probability_fake")
+    known = Q(probability_fake__isnull=False, threshold__isnull=False)
+    conditions = {
+        Analysis.Verdict.UNCERTAIN: Q(_above__lt=margin, _below__lt=margin),
+        Analysis.Verdict.FAKE: Q(_above__gte=margin, probability_fake__gte=F("threshold")),
+        Analysis.Verdict.REAL: Q(_below__gte=margin, probability_fake__lt=F("threshold")),
+    }
+    return known & conditions[verdict], {"_above": above, "_below": below}
+
+
+def analysis_filter(
+    *,
+    user: User,
+    verdict: str = "",
+    status: str = "",
+    created_from: date | None = None,
+    created_to: date | None = None,
+    name: str = "",
+    sort: str = "newest",
+) -> QuerySet[Analysis]:
+    """The user's analyses narrowed by verdict, status, creation day (inclusive, site time zone) and file name."""
+    analyses = analysis_list(user=user)
+    if verdict:
+        condition, annotations = _verdict_condition(verdict)
+        analyses = analyses.alias(**annotations).filter(condition)
+    if status:
+        analyses = analyses.filter(status=status)
+    if created_from:
+        analyses = analyses.filter(created_at__date__gte=created_from)
+    if created_to:
+        analyses = analyses.filter(created_at__date__lte=created_to)
+    if name:
+        analyses = analyses.filter(original_name__icontains=name)
+    return analyses.order_by(*ANALYSIS_SORTS.get(sort, ANALYSIS_SORTS["newest"]))
+
+
+def analysis_list_by_ids(*, user: User, public_ids) -> QuerySet[Analysis]:
+    """Those of the given analyses the user owns; anyone else's are silently absent."""
+    return analysis_list(user=user).filter(public_id__in=list(public_ids))

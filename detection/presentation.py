@@ -1,0 +1,189 @@
+"""How an analysis is shown and exported: the chart's geometry, the model's metrics as a table, JSON and CSV rows."""
+
+import csv
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.urls import reverse
+
+from detection.models import Analysis
+
+IMAGE_KINDS = ("original", "thumbnail", "overlay", "heatmap")
+
+# The metrics worth a row on the result page, in reading order, with the names people know them by.
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+    "average_precision": "Average precision",
+    "threshold": "Threshold",
+    "count": "Images",
+}
+
+
+CHART_TRACK_X = 64  # where the bars start, after their labels
+CHART_TRACK_WIDTH = 200  # the length of a bar at probability 1
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    y: int
+    width: float
+
+
+@dataclass(frozen=True)
+class ProbabilityChart:
+    """An inline-SVG bar chart of the two class probabilities, with the model's threshold marked on the fake bar."""
+
+    bars: list[Bar]
+    threshold: float
+    threshold_x: float
+    track_x: int = CHART_TRACK_X
+    track_width: int = CHART_TRACK_WIDTH
+    value_x: int = CHART_TRACK_X + CHART_TRACK_WIDTH + 8
+
+
+def probability_chart(analysis: Analysis) -> ProbabilityChart | None:
+    if analysis.probability_fake is None:
+        return None
+    p_fake = analysis.probability_fake
+    threshold = analysis.threshold if analysis.threshold is not None else 0.5
+    return ProbabilityChart(
+        bars=[
+            Bar("Real", 1.0 - p_fake, 8, round(CHART_TRACK_WIDTH * (1.0 - p_fake), 1)),
+            Bar("Fake", p_fake, 40, round(CHART_TRACK_WIDTH * p_fake, 1)),
+        ],
+        threshold=threshold,
+        threshold_x=round(CHART_TRACK_X + CHART_TRACK_WIDTH * threshold, 1),
+    )
+
+
+def metrics_table(metrics: dict) -> tuple[list[str], list[tuple[str, list]]]:
+    """(column names, rows) for a model's metrics, whether they come per split ({"validation": {...}}) or flat."""
+    if not isinstance(metrics, dict) or not metrics:
+        return [], []
+    splits = {name: values for name, values in metrics.items() if isinstance(values, dict)}
+    if not splits:
+        splits = {"validation": metrics}
+    columns = list(splits)
+    keys = [key for key in METRIC_LABELS if any(key in values for values in splits.values())]
+    rows = [(METRIC_LABELS[key], [splits[column].get(key) for column in columns]) for key in keys]
+    return [column.replace("_", " ").capitalize() for column in columns], rows
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def analysis_export(analysis: Analysis, *, request) -> dict:
+    """Everything the result page says about an analysis, as plain data for the JSON download."""
+    detector_model = analysis.detector_model
+    images = {
+        kind: request.build_absolute_uri(reverse("detection:analysis_image", args=[analysis.public_id, kind]))
+        for kind in IMAGE_KINDS
+        if getattr(analysis, kind)
+    }
+    return {
+        "id": str(analysis.public_id),
+        "url": request.build_absolute_uri(analysis.get_absolute_url()),
+        "file_name": analysis.original_name,
+        "status": analysis.status,
+        "error": analysis.error_message or None,
+        "source": analysis.source,
+        "created_at": _iso(analysis.created_at),
+        "started_at": _iso(analysis.started_at),
+        "finished_at": _iso(analysis.finished_at),
+        "result": None
+        if analysis.probability_fake is None
+        else {
+            "verdict": analysis.verdict,
+            "label": analysis.label,
+            "probability_fake": analysis.probability_fake,
+            "probability_real": 1.0 - analysis.probability_fake,
+            "confidence": analysis.confidence,
+            "threshold": analysis.threshold,
+            "uncertain_margin": settings.UNCERTAIN_MARGIN,
+        },
+        "model": None
+        if not analysis.model_version
+        else {
+            "version": analysis.model_version,
+            "name": detector_model.name if detector_model else None,
+            "architecture": detector_model.architecture if detector_model else None,
+            "input_size": detector_model.input_size if detector_model else None,
+            "sha256": detector_model.sha256 if detector_model else None,
+            "metrics": detector_model.metrics if detector_model else None,
+        },
+        "timings_ms": {
+            "decode": analysis.decode_ms,
+            "inference": analysis.inference_ms,
+            "heatmap": analysis.heatmap_ms,
+            "total": analysis.total_ms,
+        },
+        "image": {
+            "media_type": analysis.media_type,
+            "width": analysis.width,
+            "height": analysis.height,
+            "file_size": analysis.file_size,
+            "sha256": analysis.sha256,
+            "original_kept": bool(analysis.original),
+        },
+        "images": images,
+    }
+
+
+CSV_COLUMNS = [
+    "id",
+    "created_at",
+    "file_name",
+    "status",
+    "verdict",
+    "probability_fake",
+    "threshold",
+    "model_version",
+    "media_type",
+    "width",
+    "height",
+    "file_size",
+    "sha256",
+    "total_ms",
+    "source",
+    "error",
+]
+
+
+def _cell(value) -> str:
+    """A CSV cell that a spreadsheet shows as text: file names are user input and may look like formulas."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def analyses_write_csv(analyses, out) -> None:
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for analysis in analyses.iterator(chunk_size=500):
+        writer.writerow(
+            _cell(value)
+            for value in (
+                analysis.public_id,
+                analysis.created_at.isoformat(),
+                analysis.original_name,
+                analysis.status,
+                analysis.verdict or "",
+                f"{analysis.probability_fake:.6f}" if analysis.probability_fake is not None else "",
+                analysis.threshold,
+                analysis.model_version,
+                analysis.media_type,
+                analysis.width,
+                analysis.height,
+                analysis.file_size,
+                analysis.sha256,
+                f"{analysis.total_ms:.1f}" if analysis.total_ms is not None else "",
+                analysis.source,
+                analysis.error_message,
+            )
+        )

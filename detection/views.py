@@ -1,0 +1,236 @@
+"""The web pages: upload, live result, result page, history. Reads go through selectors, writes through services."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from detection import presentation, selectors, services
+from detection.errors import SubmissionError
+from detection.forms import BulkDeleteForm, HistoryFilterForm, UploadOptionsForm
+from detection.models import Analysis
+
+HISTORY_PAGE_SIZE = 20
+# Pictures are served by type from their stored extension; originals carry their checked media type.
+PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What became of one file of an upload: a submission, or the reason it was refused."""
+
+    name: str
+    size: int
+    submission: services.Submission | None = None
+    error: SubmissionError | None = None
+
+
+def _analysis_or_404(request, public_id) -> Analysis:
+    try:
+        return selectors.analysis_get(user=request.user, public_id=public_id)
+    except Analysis.DoesNotExist:
+        raise Http404("No such analysis.") from None
+
+
+def _upload_limits() -> dict:
+    extensions = sorted({ext for _, ext in services.ACCEPTED_FORMATS.values()} | {"jpeg"})
+    return {
+        "max_bytes": settings.MAX_FILE_SIZE,
+        "max_mb": settings.MAX_FILE_SIZE_MB,
+        "accepted_types": ",".join(media_type for media_type, _ in services.ACCEPTED_FORMATS.values()),
+        "accepted_extensions": ",".join(f".{ext}" for ext in extensions),
+        "accepted_description": services.ACCEPTED_DESCRIPTION,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def analysis_upload(request):
+    """Each file is its own analysis: a refused file gets its reason next to it and the others go through.
+
+    The page's script sends one file per request (for per-file progress) and shows the fragment it gets back; without
+    script, the form sends them all at once and the page lists every outcome.
+    """
+    options = UploadOptionsForm(request.POST if request.method == "POST" else None)
+    context = {"options": options, **_upload_limits()}
+    if request.method == "GET":
+        return render(request, "detection/upload.html", context)
+
+    keep_original = options.cleaned_data["keep_original"] if options.is_valid() else settings.KEEP_ORIGINALS
+    files = request.FILES.getlist("files")
+    if not files:
+        context["form_error"] = f"Choose at least one image ({services.ACCEPTED_DESCRIPTION}) to analyse."
+        template = "detection/_upload_error.html" if request.htmx else "detection/upload.html"
+        return render(request, template, context, status=400)
+
+    outcomes = []
+    for file in files:
+        try:
+            submission = services.analysis_create(
+                user=request.user, file=file, source=Analysis.Source.WEB, keep_original=keep_original
+            )
+        except SubmissionError as exc:
+            outcomes.append(UploadOutcome(name=file.name, size=file.size, error=exc))
+        else:
+            outcomes.append(UploadOutcome(name=file.name, size=file.size, submission=submission))
+
+    refused = [outcome.error for outcome in outcomes if outcome.error]
+    if len(refused) < len(outcomes):
+        status = 201
+    elif len(refused) == 1:
+        status = refused[0].status
+    else:
+        status = 400
+    context["outcomes"] = outcomes
+    template = "detection/_upload_outcomes.html" if request.htmx else "detection/upload.html"
+    return render(request, template, context, status=status)
+
+
+def _result_context(analysis: Analysis) -> dict:
+    columns, rows = presentation.metrics_table(analysis.detector_model.metrics if analysis.detector_model else {})
+    return {
+        "analysis": analysis,
+        "chart": presentation.probability_chart(analysis),
+        "metric_columns": columns,
+        "metric_rows": rows,
+        "uncertain_margin": settings.UNCERTAIN_MARGIN,
+        "waiting_for_queue": analysis.status == Analysis.Status.QUEUED and analysis.enqueued_at is None,
+        "queue_wait_ms": (analysis.started_at - analysis.created_at).total_seconds() * 1000
+        if analysis.started_at
+        else None,
+    }
+
+
+@login_required
+@require_GET
+def analysis_detail(request, public_id):
+    analysis = _analysis_or_404(request, public_id)
+    return render(request, "detection/analysis_detail.html", _result_context(analysis))
+
+
+@login_required
+@require_GET
+def analysis_status(request, public_id):
+    """The polled fragment: it polls again while the analysis is unfinished and stops once it is done or failed."""
+    analysis = _analysis_or_404(request, public_id)
+    if request.GET.get("compact"):
+        slow_poll = analysis.status == Analysis.Status.QUEUED and analysis.enqueued_at is None
+        return render(request, "detection/_analysis_card.html", {"analysis": analysis, "slow_poll": slow_poll})
+    return render(request, "detection/_result.html", _result_context(analysis))
+
+
+@login_required
+@require_GET
+def analysis_image(request, public_id, kind):
+    """An analysis's picture for its owner only: media never sits at a public, guessable address."""
+    if kind not in presentation.IMAGE_KINDS:
+        raise Http404("No such picture.")
+    analysis = _analysis_or_404(request, public_id)
+    field = getattr(analysis, kind)
+    if not field:
+        raise Http404("This analysis has no such picture.")
+    try:
+        handle = field.open("rb")
+    except (FileNotFoundError, OSError):
+        raise Http404("The picture is no longer stored.") from None
+    extension = field.name.rsplit(".", 1)[-1].lower()
+    content_type = analysis.media_type if kind == "original" else PICTURE_TYPES.get(extension, "image/png")
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Disposition"] = f'inline; filename="{analysis.public_id}-{kind}.{extension}"'
+    return response
+
+
+@login_required
+@require_GET
+def analysis_json(request, public_id):
+    analysis = _analysis_or_404(request, public_id)
+    response = JsonResponse(
+        presentation.analysis_export(analysis, request=request), json_dumps_params={"indent": 2, "ensure_ascii": False}
+    )
+    response["Content-Disposition"] = f'attachment; filename="analysis-{analysis.public_id}.json"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def analysis_delete(request, public_id):
+    """GET asks for confirmation; POST deletes the analysis and its pictures."""
+    analysis = _analysis_or_404(request, public_id)
+    if request.method == "GET":
+        return render(request, "detection/analysis_delete.html", {"analysis": analysis})
+    services.analysis_delete(analysis=analysis)
+    messages.success(request, f"The analysis of “{analysis.original_name}” and its pictures are deleted.")
+    return redirect("detection:history")
+
+
+def _history_filters(request) -> tuple[HistoryFilterForm, dict]:
+    form = HistoryFilterForm(request.GET)
+    form.is_valid()
+    return form, form.filters()
+
+
+@login_required
+@require_GET
+def analysis_history(request):
+    form, filters = _history_filters(request)
+    analyses = selectors.analysis_filter(user=request.user, **filters)
+    page = Paginator(analyses, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "filtered": any(value for key, value in filters.items() if key != "sort"),
+        "has_any": page.paginator.count > 0 or selectors.analysis_list(user=request.user).exists(),
+    }
+    template = "detection/_history_results.html" if request.htmx else "detection/history.html"
+    return render(request, template, context, status=200 if form.is_valid() else 400)
+
+
+@login_required
+@require_GET
+def analysis_history_csv(request):
+    form, filters = _history_filters(request)
+    if not form.is_valid():
+        problems = "; ".join(f"{form[name].label}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return HttpResponse(f"The filters are not valid. {problems}", status=400, content_type="text/plain")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="analyses-{timezone.localdate():%Y-%m-%d}.csv"'
+    presentation.analyses_write_csv(selectors.analysis_filter(user=request.user, **filters), response)
+    return response
+
+
+@login_required
+@require_POST
+def analysis_bulk_delete(request):
+    """The first POST lists the selected analyses for confirmation; the second, with confirm set, deletes them."""
+    back = request.POST.get("next") or reverse("detection:history")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("detection:history")
+    form = BulkDeleteForm(request.POST)
+    if not form.is_valid():
+        return render(request, "detection/analysis_bulk_delete.html", {"form": form, "next": back}, status=400)
+    analyses = list(selectors.analysis_list_by_ids(user=request.user, public_ids=form.cleaned_data["analyses"]))
+    if not analyses:
+        raise Http404("None of the selected analyses exist.")
+    if not form.cleaned_data["confirm"]:
+        return render(
+            request, "detection/analysis_bulk_delete.html", {"form": form, "analyses": analyses, "next": back}
+        )
+    with transaction.atomic():
+        for analysis in analyses:
+            services.analysis_delete(analysis=analysis)
+    count = len(analyses)
+    messages.success(request, f"Deleted {count} {'analysis' if count == 1 else 'analyses'} and their pictures.")
+    return redirect(back)
