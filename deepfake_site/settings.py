@@ -209,6 +209,8 @@ HUGGINGFACE_REPO = env_str("HUGGINGFACE_REPO")
 MODEL_FILENAME = env_str("MODEL_FILENAME", "model.safetensors")
 HUGGINGFACE_REVISION = env_str("HUGGINGFACE_REVISION")
 HUGGINGFACE_TOKEN = env_str("HUGGINGFACE_TOKEN")
+# A Hub mirror or a private Hub-compatible server; empty: huggingface_hub's default (HF_ENDPOINT, else huggingface.co).
+HUGGINGFACE_ENDPOINT = env_str("HUGGINGFACE_ENDPOINT")
 MODEL_ARCHITECTURE = env_choice("MODEL_ARCHITECTURE", "resnet50", ("resnet50", "resnet18"))
 # Weights fetched from remote storage (S3) are kept here, named by their SHA-256.
 MODEL_CACHE_DIR = Path(env_str("MODEL_CACHE_DIR", str(DATA_DIR / "model-cache")))

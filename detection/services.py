@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -31,7 +31,7 @@ from detection.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
-from detection.models import Analysis, DetectorModel
+from detection.models import Analysis, DetectorModel, ModelEvaluation
 from ml.errors import UnreadableImageError
 from ml.preprocessing import decode_image
 
@@ -147,12 +147,14 @@ def analysis_create(*, user: User, file, source: str, keep_original: bool | None
         raise StorageUnavailable(
             f"The image could not be stored ({exc.__class__.__name__}). Nothing was saved; please try again later."
         ) from exc
+    outcome = {}
     try:
         with transaction.atomic():
             analysis.save()
-            outcome = {}
-            transaction.on_commit(lambda: outcome.setdefault("queued", analysis_enqueue(analysis_id=analysis.pk)))
-    except Exception:
+            transaction.on_commit(
+                lambda: outcome.setdefault("queued", analysis_enqueue(analysis_id=analysis.pk)), robust=True
+            )
+    except DatabaseError:
         analysis.original.delete(save=False)
         raise
     return Submission(analysis=analysis, reused=False, queued=outcome.get("queued", False))
@@ -393,6 +395,7 @@ def detector_model_prepare(*, detector_model_id: int) -> DetectorModel:
                     filename=detector_model.hub_filename,
                     revision=detector_model.hub_revision or None,
                     token=settings.HUGGINGFACE_TOKEN or None,
+                    endpoint=settings.HUGGINGFACE_ENDPOINT or None,
                 )
             elif detector_model.source == DetectorModel.Source.PATH:
                 path = Path(detector_model.server_path)
@@ -469,3 +472,242 @@ def detector_model_activate(*, detector_model: DetectorModel) -> DetectorModel:
         detector_model.activated_at = timezone.now()
         detector_model.save(update_fields=["is_active", "activated_at"])
     return detector_model
+
+
+# --- Detector models in the admin -------------------------------------------------------------------------------
+
+
+def uploaded_file_sha256(file) -> str:
+    digest = hashlib.sha256()
+    for chunk in file.chunks():
+        digest.update(chunk)
+    file.seek(0)
+    return digest.hexdigest()
+
+
+def detector_model_add(*, detector_model: DetectorModel, upload=None) -> DetectorModel:
+    """Save a model added in the admin, pending, and have a worker fetch and check its weights once committed.
+
+    An uploaded weights file is stored now, under a name that carries its SHA-256 (taken as it arrives). Hub and
+    server-path weights are fetched by the worker, which also loads them and runs the probe (detector_model_prepare).
+    """
+    if upload is not None:
+        sha256 = uploaded_file_sha256(upload)
+        suffix = Path(upload.name).suffix.lower()
+        detector_model.source = DetectorModel.Source.UPLOAD
+        detector_model.weights.save(
+            f"{slugify(detector_model.name)}-{slugify(detector_model.version)}-{sha256[:12]}{suffix}",
+            upload,
+            save=False,
+        )
+        detector_model.sha256 = sha256
+    detector_model.status = DetectorModel.Status.PENDING
+    detector_model.status_message = "Waiting for a worker to fetch and check the weights."
+    detector_model.is_active = False
+    try:
+        with transaction.atomic():
+            detector_model.save()
+            transaction.on_commit(
+                lambda: detector_model_prepare_enqueue(detector_model_id=detector_model.pk), robust=True
+            )
+    except DatabaseError:
+        if detector_model.weights:
+            detector_model.weights.delete(save=False)
+        raise
+    return detector_model
+
+
+def detector_model_prepare_enqueue(*, detector_model_id: int) -> bool:
+    """Ask a worker to (re)check the model; when the queue is unreachable, the model says so and stays pending."""
+    from detection import tasks
+
+    queued = tasks.detector_model_prepare_submit(detector_model_id=detector_model_id)
+    if not queued:
+        DetectorModel.objects.filter(pk=detector_model_id, status=DetectorModel.Status.PENDING).update(
+            status_message="The task queue could not be reached, so no worker is checking these weights. "
+            "Use “Check the weights again” once the queue is back."
+        )
+    return queued
+
+
+def detector_model_recheck(*, detector_model: DetectorModel) -> DetectorModel:
+    """Mark the model pending and have a worker load it and run the probe again (after a failure or a change)."""
+    if detector_model.is_active:
+        raise ValidationError(
+            f"“{detector_model}” is the active model; activate another model before checking this one again."
+        )
+    with transaction.atomic():
+        detector_model.status = DetectorModel.Status.PENDING
+        detector_model.status_message = "Waiting for a worker to check the weights again."
+        detector_model.save(update_fields=["status", "status_message"])
+        transaction.on_commit(lambda: detector_model_prepare_enqueue(detector_model_id=detector_model.pk), robust=True)
+    return detector_model
+
+
+def detector_model_verify_weights(*, detector_model: DetectorModel) -> None:
+    """Check the stored weights still have the SHA-256 recorded when they arrived; on a mismatch the model is marked
+    failed and ValidationError says so."""
+    from detection import inference
+    from ml.errors import WeightsError
+    from ml.weights import verify_sha256
+
+    try:
+        verify_sha256(inference.weights_local_path(detector_model), detector_model.sha256)
+    except (AnalysisFailure, WeightsError, OSError) as exc:
+        detector_model.status = DetectorModel.Status.FAILED
+        detector_model.status_message = str(exc)
+        detector_model.save(update_fields=["status", "status_message"])
+        raise ValidationError(f"“{detector_model}” cannot be used: {exc}") from None
+
+
+def detector_model_activate_checked(*, detector_model: DetectorModel) -> DetectorModel:
+    """Activate a validated model after checking its stored weights are still the ones that were validated."""
+    if detector_model.status == DetectorModel.Status.READY:
+        detector_model_verify_weights(detector_model=detector_model)
+    return detector_model_activate(detector_model=detector_model)  # refuses unvalidated models, with the reason
+
+
+def detector_model_deactivate(*, detector_model: DetectorModel) -> None:
+    """Refused for the active model: analyses always need one, so another model is activated in its place."""
+    if detector_model.is_active:
+        raise ValidationError(
+            f"“{detector_model}” is the only active model and analyses need one. Activate another model instead: "
+            "it replaces this one in a single step."
+        )
+
+
+def detector_model_delete(*, detector_model: DetectorModel) -> None:
+    """Delete an inactive model and (once committed) its weights; its analyses keep their results and its name."""
+    if detector_model.is_active:
+        raise ValidationError(
+            f"“{detector_model}” is the only active model and cannot be deleted. Activate another model first."
+        )
+    detector_model.delete()
+
+
+def detector_model_evaluation_start(*, detector_model: DetectorModel, dataset_path: str) -> ModelEvaluation:
+    """Record an evaluation of the model on a folder with real/ and fake/ and queue it for a worker."""
+    if detector_model.status != DetectorModel.Status.READY:
+        raise ValidationError(f"“{detector_model}” cannot be evaluated before its weights have been checked.")
+    with transaction.atomic():
+        evaluation = ModelEvaluation.objects.create(detector_model=detector_model, dataset_path=dataset_path)
+        transaction.on_commit(lambda: detector_model_evaluation_enqueue(evaluation_id=evaluation.pk), robust=True)
+    return evaluation
+
+
+def detector_model_evaluation_enqueue(*, evaluation_id: int) -> bool:
+    from detection import tasks
+
+    queued = tasks.detector_model_evaluate_submit(evaluation_id=evaluation_id)
+    if not queued:
+        ModelEvaluation.objects.filter(pk=evaluation_id, status=ModelEvaluation.Status.QUEUED).update(
+            status=ModelEvaluation.Status.FAILED,
+            error_message="The task queue could not be reached; start the evaluation again once it is back.",
+            finished_at=timezone.now(),
+        )
+    return queued
+
+
+def _evaluation_device() -> str:
+    import torch
+
+    if settings.INFERENCE_DEVICE == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return settings.INFERENCE_DEVICE
+
+
+def detector_model_evaluate(*, evaluation_id: int) -> ModelEvaluation | None:
+    """Measure the model on the evaluation's folder; store the report, the ROC and PR curves, and the headline
+    metrics on the model (under metrics["evaluation"], next to the training's own)."""
+    import tempfile
+
+    from detection import inference
+    from ml.errors import MLError
+    from ml.evaluate import evaluate_package
+    from ml.weights import verify_sha256
+
+    with transaction.atomic():
+        evaluation = (
+            ModelEvaluation.objects.select_for_update()
+            .select_related("detector_model")
+            .filter(pk=evaluation_id, status=ModelEvaluation.Status.QUEUED)
+            .first()
+        )
+        if evaluation is None:  # gone, or another delivery already took it
+            return None
+        evaluation.status = ModelEvaluation.Status.RUNNING
+        evaluation.save(update_fields=["status"])
+    detector_model = evaluation.detector_model
+    try:
+        with tempfile.TemporaryDirectory(prefix="evaluation-") as output:
+            weights = inference.weights_local_path(detector_model)
+            verify_sha256(weights, detector_model.sha256)
+            report = evaluate_package(
+                None,
+                evaluation.dataset_path,
+                output_dir=output,
+                weights=weights,
+                architecture=detector_model.architecture,
+                input_size=detector_model.input_size,
+                threshold=detector_model.threshold,
+                batch_size=16,
+                device=_evaluation_device(),
+                progress=False,
+            )
+            for field, name in ((evaluation.roc_curve, "roc.png"), (evaluation.pr_curve, "pr.png")):
+                curve = Path(output) / name
+                if curve.exists():
+                    field.save(f"evaluation-{evaluation.pk}-{name}", ContentFile(curve.read_bytes()), save=False)
+    except (AnalysisFailure, MLError, OSError, ValueError) as exc:
+        logger.warning("Evaluation %s failed: %s", evaluation_id, exc)
+        evaluation.status = ModelEvaluation.Status.FAILED
+        evaluation.error_message = str(exc)
+        evaluation.finished_at = timezone.now()
+        evaluation.save(update_fields=["status", "error_message", "finished_at"])
+        return evaluation
+    evaluation.report = report
+    evaluation.status = ModelEvaluation.Status.DONE
+    evaluation.error_message = ""
+    evaluation.finished_at = timezone.now()
+    with transaction.atomic():
+        evaluation.save()
+        detector_model = DetectorModel.objects.select_for_update().get(pk=detector_model.pk)
+        detector_model.metrics = {
+            **detector_model.metrics,
+            "evaluation": {
+                **report["metrics"],
+                "dataset": evaluation.dataset_path,
+                "evaluated_at": evaluation.finished_at.isoformat(),
+                "evaluation_id": evaluation.pk,
+            },
+        }
+        detector_model.save(update_fields=["metrics"])
+    return evaluation
+
+
+def analysis_rerun(*, analysis: Analysis) -> Analysis:
+    """Analyse the image again with the active model, replacing the result (the admin log keeps the old verdict)."""
+    active = selectors.detector_model_get_active()
+    if active is None:
+        raise ValidationError("No detector model is active, so nothing can be run again.")
+    if not analysis.is_finished:
+        raise ValidationError(f"“{analysis}” has not finished yet; it will run with the active model anyway.")
+    if not analysis.original:
+        raise ValidationError(
+            f"“{analysis}” cannot run again: its original image was not kept (privacy setting), only its results."
+        )
+    from detection.signals import delete_files_on_commit
+
+    with transaction.atomic():
+        delete_files_on_commit([analysis.heatmap, analysis.overlay])
+        for name in ("probability_fake", "label", "threshold", "detector_model", "started_at", "finished_at"):
+            setattr(analysis, name, None if name != "label" else "")
+        for name in ("decode_ms", "inference_ms", "heatmap_ms", "total_ms", "enqueued_at"):
+            setattr(analysis, name, None)
+        analysis.heatmap = analysis.overlay = ""
+        analysis.model_version = analysis.error_message = analysis.task_id = ""
+        analysis.attempts = 0
+        analysis.status = Analysis.Status.QUEUED
+        analysis.save()
+        transaction.on_commit(lambda: analysis_enqueue(analysis_id=analysis.pk), robust=True)
+    return analysis

@@ -78,12 +78,76 @@ def analysis_submit(*, analysis_id: int) -> bool:
         analysis_run_task.apply_async(
             args=[analysis_id],
             retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "timeout": 1},
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
         )
     except (BrokerUnavailable, OSError) as exc:
         logger.warning("Analysis %s stays queued: the broker is unreachable (%s)", analysis_id, exc)
         return False
+    except Exception:  # the row is committed either way: the sweeper sends it later
+        logger.exception("Analysis %s stays queued: sending it to the broker failed", analysis_id)
+        return False
     return True
+
+
+# --- Detector model jobs from the admin: fetching and checking weights, evaluations ----------------------------
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def detector_model_prepare_task(detector_model_id: int) -> None:
+    services.detector_model_prepare(detector_model_id=detector_model_id)
+
+
+# Acknowledged on receipt: an evaluation can outlast the broker's visibility timeout, and a redelivery would run it
+# twice. If its worker dies, the evaluation stays "running" and the administrator starts another.
+@shared_task(acks_late=False)
+def detector_model_evaluate_task(evaluation_id: int) -> None:
+    services.detector_model_evaluate(evaluation_id=evaluation_id)
+
+
+_model_jobs: ThreadPoolExecutor | None = None
+
+
+def _model_jobs_executor() -> ThreadPoolExecutor:
+    """Without a broker: a thread of its own, so an hour-long evaluation never holds up people's analyses."""
+    global _model_jobs
+    with _executor_lock:
+        if _model_jobs is None:
+            _model_jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-jobs")
+        return _model_jobs
+
+
+def _run_model_job_in_process(function, object_id: int) -> None:
+    close_old_connections()
+    try:
+        function(object_id)
+    except Exception:
+        logger.exception("In-process %s(%s) failed", function.__name__, object_id)
+    finally:
+        close_old_connections()
+
+
+def _submit_model_job(task, object_id: int) -> bool:
+    if not settings.CELERY_BROKER_URL:
+        _model_jobs_executor().submit(_run_model_job_in_process, task.run, object_id)
+        return True
+    try:
+        task.apply_async(
+            args=[object_id],
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
+        )
+    except Exception as exc:  # broker down or refusing: the caller records that nothing was queued
+        logger.warning("%s(%s) could not be queued: %s", task.name, object_id, exc)
+        return False
+    return True
+
+
+def detector_model_prepare_submit(*, detector_model_id: int) -> bool:
+    return _submit_model_job(detector_model_prepare_task, detector_model_id)
+
+
+def detector_model_evaluate_submit(*, evaluation_id: int) -> bool:
+    return _submit_model_job(detector_model_evaluate_task, evaluation_id)
 
 
 @worker_process_init.connect
