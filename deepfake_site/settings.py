@@ -4,6 +4,7 @@ Without any environment variable the product runs on embedded defaults: SQLite a
 run in-process, debug on. Production is switched on by the environment (see README.md and .env.example).
 """
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything that could read the request body.
+    "detection.api.middleware.ApiUploadSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -240,3 +243,69 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-analyses": {"task": "detection.tasks.analysis_sweep_task", "schedule": 300.0},
 }
 HEALTH_BROKER_TIMEOUT = 2.0
+
+# --- Cache ------------------------------------------------------------------------------------------------------
+
+# Shared by every process when set (API request counts need that with several web processes); empty: each process
+# keeps its own in memory.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} is not a Redis URL (redis://host:6379/1).")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+# --- REST API ---------------------------------------------------------------------------------------------------
+
+
+def _throttle_rate(name: str, default: str) -> str | None:
+    """A request rate like "120/minute" (second, minute, hour, day), or None for "off"."""
+    value = env_str(name, default)
+    if value.lower() == "off":
+        return None
+    if not re.fullmatch(r"[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 120/minute, 10/second, 1000/day or off.")
+    return value
+
+
+# Per API token (or per signed-in user in the browser); over the limit the answer is 429 with Retry-After.
+API_THROTTLE_RATE = _throttle_rate("API_THROTTLE_RATE", "120/minute")
+# Uploads cost an analysis each, so they have a limit of their own on top.
+API_UPLOAD_THROTTLE_RATE = _throttle_rate("API_UPLOAD_THROTTLE_RATE", "30/minute")
+# The longest an upload may ask to wait for its result (?wait=); keep it below the web server's request timeout.
+API_MAX_WAIT_SECONDS = env_int("API_MAX_WAIT_SECONDS", 20, minimum=0, maximum=300)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "detection.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "detection.api.negotiation.JsonFallbackNegotiation",
+    "DEFAULT_THROTTLE_CLASSES": ["detection.api.throttling.ApiRateThrottle"],
+    "EXCEPTION_HANDLER": "detection.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "multipart",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": f"{SITE_NAME} API",
+    "DESCRIPTION": (
+        "Submit images for deepfake detection and read the verdicts, heatmaps and detector models. "
+        "Authenticate with a personal API token: `Authorization: Bearer <token>`. Every error has the shape "
+        '`{"error": {"code": ..., "message": ..., "field": ...}}`.'
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}

@@ -1,0 +1,193 @@
+"""What the API reads (query parameters, upload fields) and what it answers (analyses, models, errors)."""
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from detection import selectors
+from detection.models import Analysis, DetectorModel
+
+IMAGE_KINDS = ("original", "thumbnail", "heatmap", "overlay")
+
+
+# --- Input ------------------------------------------------------------------------------------------------------
+
+
+class AnalysisUploadSerializer(serializers.Serializer):
+    """The multipart form of POST /analyses/ (documentation only: the file itself goes to the services)."""
+
+    file = serializers.FileField(help_text="The image: JPEG, PNG or WebP, up to MAX_FILE_SIZE_MB megabytes.")
+    keep_original = serializers.BooleanField(
+        required=False,
+        help_text="Keep the uploaded original after the analysis (default: the server's KEEP_ORIGINALS setting). "
+        "Without it the analysis keeps its verdict, thumbnail, heatmap and overlay.",
+    )
+
+
+class SubmitOptionsSerializer(serializers.Serializer):
+    wait = serializers.IntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        help_text="Seconds to wait for the result (query parameter). When the analysis finishes in time the answer "
+        "is 201 with the result, otherwise 202 with the analysis to poll. Values above the server's "
+        "API_MAX_WAIT_SECONDS are treated as that maximum.",
+    )
+    keep_original = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    def validate_wait(self, value: int) -> int:
+        return min(value, settings.API_MAX_WAIT_SECONDS)
+
+
+class AnalysisFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Analysis.Status.choices, required=False, help_text="Only analyses in this state."
+    )
+    label = serializers.ChoiceField(
+        choices=Analysis.Label.choices, required=False, help_text="Only this detector label."
+    )
+    verdict = serializers.ChoiceField(
+        choices=Analysis.Verdict.choices,
+        required=False,
+        help_text="Only this verdict; “uncertain” means the probability is near the model's threshold.",
+    )
+    created_from = serializers.DateField(
+        required=False, help_text="Created on or after this day (YYYY-MM-DD, server time zone)."
+    )
+    created_to = serializers.DateField(required=False, help_text="Created on or before this day (YYYY-MM-DD).")
+    ordering = serializers.ChoiceField(
+        choices=list(selectors.ANALYSIS_SORTS),
+        required=False,
+        default="newest",
+        help_text="newest (default), oldest, name, most_fake or most_real.",
+    )
+
+    def validate(self, data: dict) -> dict:
+        start, end = data.get("created_from"), data.get("created_to")
+        if start and end and start > end:
+            raise serializers.ValidationError({"created_to": "created_to must not be before created_from."})
+        return data
+
+
+# --- Output -----------------------------------------------------------------------------------------------------
+
+
+class ResultSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=Analysis.Label.choices, help_text="The detector's decision.")
+    verdict = serializers.ChoiceField(
+        choices=Analysis.Verdict.choices,
+        help_text="real or fake, or uncertain when the probability sits near the threshold.",
+    )
+    probability_fake = serializers.FloatField(min_value=0, max_value=1)
+    confidence = serializers.FloatField(min_value=0, max_value=1, help_text="The probability of the chosen label.")
+    threshold = serializers.FloatField(min_value=0, max_value=1, help_text="Fake at or above this probability.")
+    model_version = serializers.CharField(help_text="The detector model that produced this result.")
+
+    def to_representation(self, analysis: Analysis):
+        if analysis.status != Analysis.Status.DONE or analysis.probability_fake is None:
+            return None
+        return super().to_representation(analysis)
+
+
+class TimingsSerializer(serializers.Serializer):
+    decode_ms = serializers.FloatField(allow_null=True)
+    inference_ms = serializers.FloatField(allow_null=True)
+    heatmap_ms = serializers.FloatField(allow_null=True)
+    total_ms = serializers.FloatField(allow_null=True)
+
+
+class ImageLinksSerializer(serializers.Serializer):
+    original = serializers.URLField(allow_null=True, help_text="The upload, unless it was not kept.")
+    thumbnail = serializers.URLField(allow_null=True)
+    heatmap = serializers.URLField(allow_null=True, help_text="Grad-CAM heatmap: where the model looked.")
+    overlay = serializers.URLField(allow_null=True, help_text="The heatmap laid over the image.")
+
+
+class AnalysisSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    url = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=Analysis.Status.choices)
+    error_message = serializers.SerializerMethodField()
+    source = serializers.ChoiceField(choices=Analysis.Source.choices)
+    file_name = serializers.CharField(source="original_name")
+    media_type = serializers.CharField()
+    file_size = serializers.IntegerField(help_text="Bytes.")
+    width = serializers.IntegerField(allow_null=True)
+    height = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField()
+    keep_original = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    result = ResultSerializer(source="*", allow_null=True, help_text="Present once the analysis is done.")
+    timings = TimingsSerializer(source="*")
+    images = serializers.SerializerMethodField()
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, analysis: Analysis) -> str:
+        return self._absolute(reverse("api:analysis-detail", args=[analysis.public_id]))
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="Why the analysis failed."))
+    def get_error_message(self, analysis: Analysis) -> str | None:
+        return analysis.error_message or None
+
+    @extend_schema_field(ImageLinksSerializer)
+    def get_images(self, analysis: Analysis) -> dict:
+        return {
+            kind: self._absolute(reverse("api:analysis-image", args=[analysis.public_id, kind]))
+            if getattr(analysis, kind)
+            else None
+            for kind in IMAGE_KINDS
+        }
+
+
+class SubmissionSerializer(AnalysisSerializer):
+    reused = serializers.SerializerMethodField(
+        help_text="True when you had already submitted this exact image and the same model version answered it: "
+        "the earlier analysis is returned instead of a new one."
+    )
+
+    def get_reused(self, analysis: Analysis) -> bool:
+        return bool(self.context.get("reused"))
+
+
+class DetectorModelSerializer(serializers.ModelSerializer):
+    metrics = serializers.DictField(help_text="Validation metrics from training, e.g. accuracy, roc_auc.")
+
+    class Meta:
+        model = DetectorModel
+        fields = [
+            "name",
+            "version",
+            "architecture",
+            "input_size",
+            "threshold",
+            "metrics",
+            "description",
+            "is_active",
+            "activated_at",
+            "created_at",
+        ]
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="A stable identifier, e.g. file_too_large, invalid_token, not_found.")
+    message = serializers.CharField(help_text="What went wrong, for a person.")
+    field = serializers.CharField(allow_null=True, help_text="The parameter or form field at fault, if any.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+class QueueUnavailableSerializer(ErrorSerializer):
+    analysis = SubmissionSerializer(
+        required=False,
+        help_text="With queue_unavailable: the stored analysis, which runs as soon as the queue is back.",
+    )

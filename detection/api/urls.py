@@ -1,0 +1,14 @@
+from django.urls import path, re_path
+
+from detection.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("analyses/", views.AnalysisListCreateView.as_view(), name="analysis-list"),
+    path("analyses/<uuid:public_id>/", views.AnalysisDetailView.as_view(), name="analysis-detail"),
+    path("analyses/<uuid:public_id>/images/<str:kind>/", views.AnalysisImageView.as_view(), name="analysis-image"),
+    path("models/", views.DetectorModelListView.as_view(), name="model-list"),
+    path("models/active/", views.ActiveDetectorModelView.as_view(), name="model-active"),
+    re_path(r"^.*$", views.api_not_found),
+]

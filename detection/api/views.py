@@ -1,0 +1,261 @@
+"""The API endpoints. Reads go through selectors and writes through services; errors become the one error shape."""
+
+import time
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from detection import selectors, services
+from detection.api import examples
+from detection.api.errors import error_body, error_json_response
+from detection.api.serializers import (
+    IMAGE_KINDS,
+    AnalysisFilterSerializer,
+    AnalysisSerializer,
+    AnalysisUploadSerializer,
+    DetectorModelSerializer,
+    QueueUnavailableSerializer,
+    SubmissionSerializer,
+    SubmitOptionsSerializer,
+)
+from detection.api.throttling import UploadRateThrottle
+from detection.models import Analysis
+
+# How often a waiting upload looks at its analysis again.
+WAIT_POLL_SECONDS = 0.2
+PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
+
+
+class Pagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+def _analysis_or_404(request, public_id) -> Analysis:
+    try:
+        return selectors.analysis_get(user=request.user, public_id=public_id)
+    except Analysis.DoesNotExist:
+        # Someone else's analysis reads exactly like one that never existed.
+        raise NotFound("There is no analysis with this ID among yours.", code="not_found") from None
+
+
+def _wait_until_finished(analysis: Analysis, seconds: int) -> Analysis:
+    """The analysis as it is once finished, or as it is when `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            analysis.refresh_from_db()
+        except Analysis.DoesNotExist:
+            raise NotFound("The analysis was deleted while waiting for it.") from None
+        remaining = deadline - time.monotonic()
+        if analysis.is_finished or remaining <= 0:
+            return analysis
+        time.sleep(min(WAIT_POLL_SECONDS, remaining))
+
+
+class AnalysisListCreateView(GenericAPIView):
+    pagination_class = Pagination
+    parser_classes = [MultiPartParser]
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.request.method == "POST":
+            throttles.append(UploadRateThrottle())
+        return throttles
+
+    @extend_schema(
+        operation_id="analyses_list",
+        summary="List your analyses",
+        description="Your analyses, newest first unless `ordering` says otherwise, in pages of `page_size`.",
+        parameters=[AnalysisFilterSerializer],
+        responses={
+            200: AnalysisSerializer(many=True),
+            **examples.error_responses(400, 401, 404, 429),
+        },
+        examples=[examples.ANALYSIS_LIST],
+    )
+    def get(self, request):
+        filters = AnalysisFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        options = filters.validated_data
+        analyses = selectors.analysis_filter(
+            user=request.user,
+            verdict=options.get("verdict", ""),
+            status=options.get("status", ""),
+            created_from=options.get("created_from"),
+            created_to=options.get("created_to"),
+            sort=options["ordering"],
+        )
+        if options.get("label"):
+            analyses = analyses.filter(label=options["label"])
+        page = self.paginate_queryset(analyses)
+        return self.get_paginated_response(AnalysisSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="analyses_create",
+        summary="Submit an image",
+        description=(
+            "Upload an image as multipart form data in the field `file`. The answer is 202 with the queued analysis "
+            "(poll its `url`), or 201 with the finished result when you pass `wait` and the analysis finishes in "
+            "time, or when you had already submitted this exact image (`reused`). When the work queue is down the "
+            "upload is still kept: the answer is 503 `queue_unavailable` with the analysis, which runs once the "
+            "queue is back."
+        ),
+        request={"multipart/form-data": AnalysisUploadSerializer},
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                {"type": "integer", "minimum": 0},
+                OpenApiParameter.QUERY,
+                description=SubmitOptionsSerializer().fields["wait"].help_text,
+            )
+        ],
+        responses={
+            201: OpenApiResponse(SubmissionSerializer, description="Finished (done or failed)."),
+            202: OpenApiResponse(SubmissionSerializer, description="Queued or running: poll `url`."),
+            **examples.error_responses(400, 401, 403, 413, 415, 429),
+            503: OpenApiResponse(
+                QueueUnavailableSerializer,
+                description="The work cannot be queued (`queue_unavailable`, the analysis is kept and returned), "
+                "or no detector model is active (`no_active_model`), or storage is down (`storage_unavailable`).",
+                examples=[examples.QUEUE_UNAVAILABLE, examples.error_example(503)],
+            ),
+        },
+        examples=[examples.SUBMISSION_QUEUED, examples.SUBMISSION_DONE],
+    )
+    def post(self, request):
+        raw_options = {
+            name: request.query_params.get(name, request.data.get(name))
+            for name in ("wait", "keep_original")
+            if name in request.query_params or name in request.data
+        }
+        options = SubmitOptionsSerializer(data=raw_options)
+        options.is_valid(raise_exception=True)
+        submission = services.analysis_create(
+            user=request.user,
+            file=request.FILES.get("file"),
+            source=Analysis.Source.API,
+            keep_original=options.validated_data["keep_original"],
+        )
+        analysis = submission.analysis
+        context = {"request": request, "reused": submission.reused}
+        location = {"Location": SubmissionSerializer(analysis, context=context).data["url"]}
+        if not submission.queued:
+            body = error_body(
+                "queue_unavailable",
+                "The image is stored, but the analysis queue cannot be reached right now. It will run automatically "
+                "once the queue is back; poll the analysis URL for the result.",
+            )
+            body["analysis"] = SubmissionSerializer(analysis, context=context).data
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=location)
+        analysis = _wait_until_finished(analysis, options.validated_data["wait"])
+        return Response(
+            SubmissionSerializer(analysis, context=context).data,
+            status=status.HTTP_201_CREATED if analysis.is_finished else status.HTTP_202_ACCEPTED,
+            headers=location,
+        )
+
+
+class AnalysisDetailView(APIView):
+    @extend_schema(
+        operation_id="analyses_retrieve",
+        summary="One of your analyses",
+        responses={200: AnalysisSerializer, **examples.error_responses(401, 404, 429)},
+        examples=[examples.ANALYSIS_DONE],
+    )
+    def get(self, request, public_id):
+        analysis = _analysis_or_404(request, public_id)
+        return Response(AnalysisSerializer(analysis, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="analyses_destroy",
+        summary="Delete one of your analyses",
+        description="Deletes the analysis with its original, thumbnail, heatmap and overlay.",
+        responses={204: OpenApiResponse(description="Deleted."), **examples.error_responses(401, 403, 404, 429)},
+    )
+    def delete(self, request, public_id):
+        analysis = _analysis_or_404(request, public_id)
+        services.analysis_delete(analysis=analysis)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AnalysisImageView(APIView):
+    @extend_schema(
+        operation_id="analyses_image",
+        summary="A picture of one of your analyses",
+        description="The original upload (if kept), the thumbnail, the Grad-CAM heatmap or the overlay. Only the "
+        "owner can fetch them; the links in an analysis's `images` point here.",
+        parameters=[
+            OpenApiParameter("kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(IMAGE_KINDS)),
+        ],
+        responses={
+            (200, "image/png"): OpenApiTypes.BINARY,
+            (200, "image/webp"): OpenApiTypes.BINARY,
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            **{
+                (code, "application/json"): response
+                for code, response in examples.error_responses(401, 404, 429).items()
+            },
+        },
+    )
+    def get(self, request, public_id, kind):
+        if kind not in IMAGE_KINDS:
+            raise NotFound(f"There is no picture called “{kind}”; ask for one of: {', '.join(IMAGE_KINDS)}.")
+        analysis = _analysis_or_404(request, public_id)
+        field = getattr(analysis, kind)
+        if not field:
+            raise NotFound(f"This analysis has no {kind} picture{'' if analysis.is_finished else ' yet'}.")
+        try:
+            handle = field.open("rb")
+        except OSError:
+            raise NotFound(f"The {kind} picture is no longer stored.") from None
+        extension = field.name.rsplit(".", 1)[-1].lower()
+        content_type = analysis.media_type if kind == "original" else PICTURE_TYPES.get(extension, "image/png")
+        response = FileResponse(handle, content_type=content_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        response["Content-Disposition"] = f'inline; filename="{analysis.public_id}-{kind}.{extension}"'
+        return response
+
+
+class DetectorModelListView(GenericAPIView):
+    pagination_class = Pagination
+
+    @extend_schema(
+        operation_id="models_list",
+        summary="Detector models",
+        description="The validated detector models, newest first; `is_active` marks the one analysing uploads.",
+        responses={200: DetectorModelSerializer(many=True), **examples.error_responses(401, 404, 429)},
+        examples=[examples.MODEL_LIST],
+    )
+    def get(self, request):
+        page = self.paginate_queryset(selectors.detector_model_list_ready())
+        return self.get_paginated_response(DetectorModelSerializer(page, many=True).data)
+
+
+class ActiveDetectorModelView(APIView):
+    @extend_schema(
+        operation_id="models_active",
+        summary="The active detector model",
+        description="The model that analyses new uploads: its version, architecture, threshold and metrics.",
+        responses={200: DetectorModelSerializer, **examples.error_responses(401, 404, 429)},
+        examples=[examples.MODEL],
+    )
+    def get(self, request):
+        detector_model = selectors.detector_model_get_active()
+        if detector_model is None:
+            raise NotFound("No detector model is active yet.", code="no_active_model")
+        return Response(DetectorModelSerializer(detector_model).data)
+
+
+def api_not_found(request, *args, **kwargs):
+    """Any other address under /api/: a 404 in the API's error shape rather than an HTML page."""
+    return error_json_response(404, "not_found", "Nothing was found at this address. The API lives under /api/v1/.")
