@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from deepfake_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from deepfake_site.storage_config import storages_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -138,16 +139,9 @@ if DEBUG:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
-    # Thumbnails, heatmaps and overlays: the same place as everything else unless a results backend is chosen.
-    "results": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
-}
+# "default": originals, model weights, evaluation charts (MEDIA_STORAGE: local, s3). "results": thumbnails, heatmaps
+# and overlays (RESULTS_STORAGE: local, s3, cloudinary; follows MEDIA_STORAGE). See deepfake_site/storage_config.py.
+STORAGES = storages_from_env(media_root=MEDIA_ROOT, debug=DEBUG)
 
 # --- Security ---------------------------------------------------------------------------------------------------
 

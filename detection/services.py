@@ -210,7 +210,8 @@ def _results_save(analysis: Analysis, pictures: list[tuple]) -> None:
             extension = "png" if data.startswith(b"\x89PNG") else "webp"
             name = field.field.generate_filename(analysis, f"{analysis.public_id}-{field.field.name}.{extension}")
             # A run killed half-way may have left this very file: replace it rather than keep a second copy.
-            if field.storage.exists(name):
+            # Storages that overwrite (S3, Cloudinary) replace it anyway, without a round-trip to ask.
+            if not getattr(field.storage, "file_overwrite", False) and field.storage.exists(name):
                 field.storage.delete(name)
             field.save(name.rsplit("/", 1)[-1], ContentFile(data), save=False)
     except Exception as exc:  # any storage backend failure
