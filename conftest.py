@@ -165,9 +165,79 @@ def active_model(db, settings, detector_weights):
     from detection.models import DetectorModel
 
     settings.INFERENCE_BACKEND = "torch"
+    settings.INFERENCE_PRECISION = "fp32"  # results comparable with fp32 references on any CPU, bf16-capable or not
     detector_model = DetectorModel(
         name="test-detector", version="1", architecture="resnet18", status=DetectorModel.Status.READY
     )
     services.detector_model_store_weights(detector_model=detector_model, path=detector_weights)
     detector_model.save()
     return services.detector_model_activate(detector_model=detector_model)
+
+
+# --- S3 through a real (moto) server ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_s3_endpoint():
+    """A moto S3 server on a free port of 127.0.0.1, shared by the run; each test gets a bucket of its own."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class S3Bucket:
+    """A bucket on the moto server, read with plain boto3 to see what the product really stored."""
+
+    def __init__(self, endpoint: str, name: str):
+        import boto3
+
+        self.endpoint, self.name = endpoint, name
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
+        )
+        self.client.create_bucket(Bucket=name)
+
+    def object_keys(self) -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=self.name)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def s3_bucket(settings, monkeypatch, tmp_path, moto_s3_endpoint):
+    """Originals, results and model weights in a fresh S3 bucket, configured through the same environment
+    variables as production (MEDIA_STORAGE=s3 and the AWS_* variables). Request it before `active_model`, so the
+    model's weights are stored in the bucket too."""
+    import uuid
+
+    from deepfake_site.storage_config import storages_from_env
+
+    bucket = S3Bucket(moto_s3_endpoint, f"test-{uuid.uuid4().hex[:16]}")
+    for name, value in {
+        "MEDIA_STORAGE": "s3",
+        "RESULTS_STORAGE": "s3",
+        "AWS_STORAGE_BUCKET_NAME": bucket.name,
+        "AWS_S3_ENDPOINT_URL": moto_s3_endpoint,
+        "AWS_S3_REGION_NAME": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_S3_ADDRESSING_STYLE": "path",
+    }.items():
+        monkeypatch.setenv(name, value)
+    storages = storages_from_env(media_root=settings.MEDIA_ROOT, debug=True)
+    settings.STORAGES = {**settings.STORAGES, "default": storages["default"], "results": storages["results"]}
+    settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+    return bucket

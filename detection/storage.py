@@ -27,3 +27,16 @@ def get_results_storage():
 def _forget_results_storage(*, setting, **kwargs):
     if setting == "STORAGES":
         results_storage._wrapped = empty
+
+
+def file_signed_url(file) -> str | None:
+    """A short-lived signed URL for a stored file (S3, Cloudinary), or None where files have no such URL (local
+    disk): the owner-checked media view then streams the file itself."""
+    from detection.cloudinary_storage import CloudinaryStorage
+
+    if not file:
+        return None
+    storage = file.storage  # lazy storages pass isinstance and attribute checks through to the real one
+    if getattr(storage, "querystring_auth", False) or isinstance(storage, CloudinaryStorage):
+        return storage.url(file.name)
+    return None
