@@ -196,6 +196,7 @@ ANALYSIS_QUEUE_TIMEOUT = env_int("ANALYSIS_QUEUE_TIMEOUT", 3600, minimum=60)
 # Privacy: keep uploaded originals (each upload may choose otherwise), and for how long. Without the original, an
 # analysis keeps its verdict, a small thumbnail, the heatmap and the overlay.
 KEEP_ORIGINALS = env_bool("KEEP_ORIGINALS", True)
+# Kept originals are deleted this many days after upload (hourly by beat, or `manage.py expire_originals`); 0: never.
 ORIGINALS_RETENTION_DAYS = env_int("ORIGINALS_RETENTION_DAYS", 30, minimum=0)
 
 # --- Detector models and inference ------------------------------------------------------------------------------
@@ -235,6 +236,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1, maximum=64)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-analyses": {"task": "detection.tasks.analysis_sweep_task", "schedule": 300.0},
+    "expire-originals": {"task": "detection.tasks.analysis_originals_expire_task", "schedule": 3600.0},
 }
 HEALTH_BROKER_TIMEOUT = 2.0
 

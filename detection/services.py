@@ -303,6 +303,46 @@ def analysis_original_discard(*, analysis: Analysis) -> None:
         Analysis.objects.filter(pk=analysis.pk).update(original="")
 
 
+@dataclass(frozen=True)
+class RetentionReport:
+    expired: int
+    failed: int
+
+
+def analysis_originals_expire(*, now=None) -> RetentionReport:
+    """Delete the originals of finished analyses older than ORIGINALS_RETENTION_DAYS (0 keeps them for good).
+
+    Each file is deleted before its row forgets it, so a run stopped at any point leaves no file without a row;
+    the next run deletes again what is still named (deleting a missing file succeeds) and carries on. A file the
+    storage cannot delete now is logged and left named, for the next run.
+    """
+    days = settings.ORIGINALS_RETENTION_DAYS
+    if days <= 0:
+        return RetentionReport(expired=0, failed=0)
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    storage = Analysis._meta.get_field("original").storage
+    # Unfinished analyses still need their image; the sweeper finishes or fails them first.
+    due = (
+        Analysis.objects.filter(created_at__lt=cutoff, status__in=[Analysis.Status.DONE, Analysis.Status.FAILED])
+        .exclude(original="")
+        .values_list("pk", "original")
+        .order_by("pk")
+    )
+    expired = failed = last_pk = 0
+    # Batches by primary key rather than one open cursor: the loop writes to the rows it reads.
+    while batch := list(due.filter(pk__gt=last_pk)[:500]):
+        for pk, name in batch:
+            try:
+                storage.delete(name)
+            except Exception:
+                logger.exception("Retention: could not delete the original %s of analysis %s", name, pk)
+                failed += 1
+                continue
+            expired += Analysis.objects.filter(pk=pk, original=name).update(original="")
+        last_pk = batch[-1][0]
+    return RetentionReport(expired=expired, failed=failed)
+
+
 def analysis_delete(*, analysis: Analysis) -> None:
     """Delete the analysis and, once that is committed, every file it owns (see detection.signals)."""
     analysis.delete()

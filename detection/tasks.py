@@ -46,6 +46,13 @@ def analysis_sweep_task() -> None:
         logger.info("Sweep: %d analyses queued again, %d failed", report.requeued, report.failed)
 
 
+@shared_task
+def analysis_originals_expire_task() -> None:
+    report = services.analysis_originals_expire()
+    if report.expired or report.failed:
+        logger.info("Retention: %d originals deleted, %d could not be deleted", report.expired, report.failed)
+
+
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
