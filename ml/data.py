@@ -1,0 +1,212 @@
+"""Training and evaluation data: a folder with `real/` and `fake/` sub-folders of images, as the README lays it out.
+
+    dataset/
+    ├── real/   authentic images (label 0)
+    └── fake/   generated or manipulated images (label 1)
+
+Sub-folders inside `real/` and `fake/` are read too. Files with an image suffix that cannot be decoded by
+ml.preprocessing.decode_image (the same decoder inference uses) are skipped and counted, with the reason; other
+files (notes, .DS_Store…) are ignored. Images are decoded again, and augmented, each time a sample is read: nothing
+is cached, so any folder size works.
+"""
+
+import os
+import random
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ml.errors import TrainingDataError, UnreadableImageError
+from ml.preprocessing import decode_image, to_array
+
+CLASSES = ("real", "fake")  # index = label: 0 real, 1 fake (the model's one logit says "fake")
+REAL, FAKE = 0, 1
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # REAL or FAKE
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass
+class ImageFolder:
+    """The readable images of one dataset folder, and the image files that were skipped."""
+
+    root: Path
+    samples: list[Sample]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return count_classes(self.samples)
+
+
+@dataclass
+class TrainingData:
+    train: list[Sample]
+    validation: list[Sample]
+    skipped: list[SkippedFile]
+    description: dict  # the model card's "data" section
+
+
+def count_classes(samples: Iterable[Sample]) -> dict[str, int]:
+    counts = dict.fromkeys(CLASSES, 0)
+    for sample in samples:
+        counts[CLASSES[sample.label]] += 1
+    return counts
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Every file under `folder` with an image suffix, hidden files excluded, in a stable (sorted) order."""
+    found = []
+    for directory, subdirectories, files in os.walk(folder):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        found.extend(
+            Path(directory) / name
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+        )
+    return sorted(found)
+
+
+def _check_readable(path: Path) -> str | None:
+    """None when the file decodes, else the reason it does not."""
+    try:
+        decode_image(path)
+    except UnreadableImageError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def scan_folder(root: Path | str, *, progress: bool = False, threads: int | None = None) -> ImageFolder:
+    """The readable images of `root/real` and `root/fake`; raises TrainingDataError when a class has none."""
+    root = Path(root)
+    if not root.exists():
+        raise TrainingDataError(f"The data folder {root} does not exist.")
+    if not root.is_dir():
+        raise TrainingDataError(f"{root} is a file; give the folder that holds real/ and fake/.")
+    missing = [name for name in CLASSES if not (root / name).is_dir()]
+    if missing:
+        raise TrainingDataError(
+            f"{root} has no {' and no '.join(f'{name}/' for name in missing)} folder. Put authentic images in "
+            f"{root / 'real'} and generated or manipulated ones in {root / 'fake'}."
+        )
+    candidates = [(path, label) for label, name in enumerate(CLASSES) for path in list_image_files(root / name)]
+    # Pillow releases the GIL while decoding, so threads check files in parallel.
+    with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
+        reasons = pool.map(_check_readable, [path for path, _ in candidates])
+        if progress:
+            reasons = tqdm(reasons, total=len(candidates), desc=f"checking {root.name}", unit="img", leave=False)
+        reasons = list(reasons)
+    samples = [Sample(path, label) for (path, label), reason in zip(candidates, reasons, strict=True) if not reason]
+    skipped = [SkippedFile(path, reason) for (path, _), reason in zip(candidates, reasons, strict=True) if reason]
+    folder = ImageFolder(root, samples, skipped)
+    counts = folder.counts()
+    empty = [name for name in CLASSES if counts[name] == 0]
+    if empty:
+        details = []
+        for name in empty:
+            unreadable = sum(1 for s in skipped if s.path.is_relative_to(root / name))
+            details.append(
+                f"{root / name} has no readable image"
+                + (f" ({unreadable} image files could not be decoded)" if unreadable else "")
+            )
+        raise TrainingDataError(
+            "; ".join(details) + f". Both classes are needed, with {', '.join(IMAGE_SUFFIXES)} files."
+        )
+    return folder
+
+
+def stratified_split(samples: Sequence[Sample], *, val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split each class separately, so both parts keep the class balance; the same seed gives the same split."""
+    if not 0 < val_fraction < 1:
+        raise TrainingDataError(f"The validation fraction must be between 0 and 1, not {val_fraction}.")
+    train, validation = [], []
+    for label, name in enumerate(CLASSES):
+        members = sorted((s for s in samples if s.label == label), key=lambda s: str(s.path))
+        random.Random(f"{seed}:{name}").shuffle(members)
+        n_validation = max(1, round(len(members) * val_fraction))
+        if len(members) - n_validation < 1:
+            raise TrainingDataError(
+                f"The {name} class has {len(members)} readable image(s): too few to hold out "
+                f"{val_fraction:.0%} for validation and still train. Add images or give --val-dir."
+            )
+        validation.extend(members[:n_validation])
+        train.extend(members[n_validation:])
+    return train, validation
+
+
+def load_training_data(
+    data_dir: Path | str,
+    *,
+    val_dir: Path | str | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    progress: bool = False,
+) -> TrainingData:
+    """Training and validation samples: a seeded stratified split of data_dir, or all of val_dir for validation."""
+    folder = scan_folder(data_dir, progress=progress)
+    description = {
+        "train_dir": str(Path(data_dir).resolve()),
+        "skipped_files": len(folder.skipped),
+        "skipped_examples": [f"{s.path}: {s.reason}" for s in folder.skipped[:10]],
+    }
+    if val_dir is not None:
+        validation_folder = scan_folder(val_dir, progress=progress)
+        train, validation = folder.samples, validation_folder.samples
+        skipped = folder.skipped + validation_folder.skipped
+        description.update(
+            split="explicit validation folder",
+            val_dir=str(Path(val_dir).resolve()),
+            skipped_files=len(skipped),
+            skipped_examples=[f"{s.path}: {s.reason}" for s in skipped[:10]],
+        )
+    else:
+        train, validation = stratified_split(folder.samples, val_fraction=val_fraction, seed=seed)
+        skipped = folder.skipped
+        description.update(split="stratified random split", val_fraction=val_fraction, split_seed=seed)
+    description["counts"] = {"train": count_classes(train), "validation": count_classes(validation)}
+    return TrainingData(train=train, validation=validation, skipped=skipped, description=description)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """(image tensor, label) pairs: decode, optionally augment the decoded picture, then the shared to_array."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        input_size: int,
+        augment: Callable[[Image.Image], Image.Image] | None = None,
+    ):
+        self.samples = list(samples)
+        self.input_size = input_size
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sample = self.samples[index]
+        try:
+            image = decode_image(sample.path).image
+        except (UnreadableImageError, OSError) as exc:
+            raise TrainingDataError(
+                f"{sample.path} could be read when the data was checked, but not now: {exc}"
+            ) from None
+        if self.augment is not None:
+            image = self.augment(image)
+        return torch.from_numpy(to_array(image, self.input_size)), torch.tensor(float(sample.label))

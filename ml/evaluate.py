@@ -1,0 +1,291 @@
+"""Evaluate a model package on a labelled folder: `python -m ml.evaluate --package DIR --data DIR --output DIR`.
+
+Writes report.json, roc.png and pr.png into the output folder and prints the metrics. With --robustness the
+evaluation runs again on the same images after JPEG re-compression (quality 95, 75, 50) and after 0.5× downscaling,
+and prints how much each metric drops. Fake is the positive class throughout.
+
+Threshold rule (THRESHOLD_RULE): on validation data, the threshold is the predicted probability that maximises
+Youden's J = true-positive rate − false-positive rate, i.e. the ROC point farthest above the diagonal. Ties go to
+the threshold closest to 0.5. An image is called fake when its probability is at or above the threshold.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+from torch import nn
+from tqdm import tqdm
+
+from ml.architectures import ARCHITECTURES, get_architecture
+from ml.augment import DEGRADATIONS
+from ml.data import CLASSES, ImageDataset, count_classes, scan_folder, stratified_split
+from ml.errors import MLError, TrainingDataError
+from ml.package import load_package
+from ml.weights import load_into, read_state_dict
+
+THRESHOLD_RULE = (
+    "maximise Youden's J (true-positive rate − false-positive rate) on the validation set; ties go to the threshold "
+    "closest to 0.5; an image is fake when P(fake) ≥ threshold"
+)
+HEADLINE = ("roc_auc", "average_precision", "accuracy", "precision", "recall", "f1")
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold of THRESHOLD_RULE; 0.5 when the labels hold a single class (no ROC curve exists)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if len(np.unique(labels)) < 2:
+        return 0.5
+    fpr, tpr, thresholds = skm.roc_curve(labels, scores, drop_intermediate=False)
+    finite = np.isfinite(thresholds)
+    j = np.where(finite, tpr - fpr, -np.inf)
+    best = np.flatnonzero(j >= j.max() - 1e-12)
+    chosen = best[np.argmin(np.abs(thresholds[best] - 0.5))]
+    return float(thresholds[chosen])
+
+
+def compute_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Accuracy, precision, recall, F1 at `threshold`; ROC-AUC and average precision over all thresholds."""
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    predicted = (scores >= threshold).astype(int)
+    both_classes = len(np.unique(labels)) == 2
+    matrix = skm.confusion_matrix(labels, predicted, labels=[0, 1])
+    return {
+        "count": len(labels),
+        "counts": {name: int((labels == label).sum()) for label, name in enumerate(CLASSES)},
+        "threshold": float(threshold),
+        "accuracy": float(skm.accuracy_score(labels, predicted)),
+        "precision": float(skm.precision_score(labels, predicted, zero_division=0)),
+        "recall": float(skm.recall_score(labels, predicted, zero_division=0)),
+        "f1": float(skm.f1_score(labels, predicted, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(labels, scores)) if both_classes else None,
+        "average_precision": float(skm.average_precision_score(labels, scores)) if both_classes else None,
+        "confusion_matrix": matrix.tolist(),  # rows: true real, true fake; columns: predicted real, predicted fake
+    }
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a resolved precision ("fp32" disables it)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def predict_scores(
+    model: nn.Module,
+    dataset: torch.utils.data.Dataset,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    progress: bool = False,
+    desc: str = "evaluating",
+) -> np.ndarray:
+    """P(fake) for every item of the dataset, in order."""
+    device = torch.device(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    scores = []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), autocast(device, precision):
+        for images, _ in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+            logits = model(images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last))
+            scores.append(torch.sigmoid(logits.float()).cpu())
+    model.train(was_training)
+    return torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+
+
+def save_curves(labels: np.ndarray, curves: dict[str, np.ndarray], output_dir: Path, *, title: str) -> dict[str, str]:
+    """roc.png and pr.png, one line per condition in `curves` (name -> scores); returns the file names."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe in a web process's threads
+
+    roc_figure, pr_figure = Figure(figsize=(5.5, 5)), Figure(figsize=(5.5, 5))
+    roc, pr = roc_figure.subplots(), pr_figure.subplots()
+    for name, scores in curves.items():
+        fpr, tpr, _ = skm.roc_curve(labels, scores)
+        precision, recall, _ = skm.precision_recall_curve(labels, scores)
+        roc.plot(fpr, tpr, label=f"{name} (AUC {skm.roc_auc_score(labels, scores):.3f})")
+        pr.plot(recall, precision, label=f"{name} (AP {skm.average_precision_score(labels, scores):.3f})")
+    roc.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    roc.set(xlabel="false-positive rate (real called fake)", ylabel="true-positive rate (fake caught)", title=title)
+    pr.set(xlabel="recall (fake caught)", ylabel="precision (called fake that are fake)", title=title)
+    for axes in (roc, pr):
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1.01)
+        axes.grid(alpha=0.3)
+        axes.legend(loc="lower right" if axes is roc else "lower left", fontsize=8)
+    for figure, name in ((roc_figure, "roc.png"), (pr_figure, "pr.png")):
+        figure.tight_layout()
+        figure.savefig(output_dir / name, dpi=110)
+    return {"roc": "roc.png", "pr": "pr.png"}
+
+
+def evaluate_package(
+    package_dir: Path | str | None,
+    data_dir: Path | str,
+    *,
+    output_dir: Path | str,
+    weights: Path | str | None = None,
+    architecture: str | None = None,
+    input_size: int | None = None,
+    threshold: float | None = None,
+    subset: str = "all",
+    robustness: bool = False,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Evaluate a model package (or bare weights with their architecture) on data_dir/real and data_dir/fake.
+
+    The package's card gives the architecture, input size and threshold; arguments override them. Bare weights
+    use the architecture's default input size and a 0.5 threshold unless told otherwise. subset="validation"
+    evaluates only the validation part of the split the card records (same seed and fraction), so a model can be
+    re-evaluated on images it did not train on. Writes report.json, roc.png and pr.png in output_dir and returns
+    the report.
+    """
+    started = time.monotonic()
+    if package_dir is not None:
+        model, card = load_package(package_dir)
+        source = {"package": str(Path(package_dir).resolve()), "name": card.get("name"), "version": card.get("version")}
+    else:
+        if weights is None or architecture is None:
+            raise MLError("Give a model package, or a weights file together with its architecture.")
+        arch = get_architecture(architecture)
+        model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
+        card = {"architecture": arch.name, "input_size": arch.default_input_size}
+        source = {"weights": str(Path(weights).resolve())}
+    input_size = input_size or card["input_size"]
+    if threshold is not None:
+        threshold_source = "given"
+    elif "threshold" in card:
+        threshold, threshold_source = float(card["threshold"]), "model card"
+    else:
+        threshold, threshold_source = 0.5, "default (0.5: the weights come without a model card)"
+
+    folder = scan_folder(data_dir, progress=progress)
+    samples = folder.samples
+    if subset == "validation":
+        split = card.get("data", {})
+        if "val_fraction" not in split:
+            raise TrainingDataError("subset=validation needs a model card that records a random split.")
+        _, samples = stratified_split(samples, val_fraction=split["val_fraction"], seed=split["split_seed"])
+    elif subset != "all":
+        raise ValueError(f"subset must be 'all' or 'validation', not {subset!r}")
+    labels = np.array([s.label for s in samples])
+    device = torch.device(device)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    options = {"batch_size": batch_size, "workers": workers, "device": device, "progress": progress}
+
+    scores = {"original": predict_scores(model, ImageDataset(samples, input_size), **options)}
+    report = {
+        "model": {**source, "architecture": card["architecture"], "input_size": input_size},
+        "data": {
+            "dir": str(Path(data_dir).resolve()),
+            "subset": subset,
+            "counts": count_classes(samples),
+            "skipped_files": len(folder.skipped),
+            "skipped_examples": [f"{s.path}: {s.reason}" for s in folder.skipped[:10]],
+        },
+        "threshold": threshold,
+        "threshold_source": threshold_source,
+        "threshold_rule": card.get("threshold_rule", THRESHOLD_RULE),
+        "metrics": compute_metrics(labels, scores["original"], threshold),
+        # For comparison only: the threshold this rule would pick on these very images (an optimistic figure).
+        "threshold_chosen_on_this_data": choose_threshold(labels, scores["original"]),
+    }
+    if robustness:
+        report["robustness"] = {}
+        for name, degrade in DEGRADATIONS.items():
+            dataset = ImageDataset(samples, input_size, augment=degrade)
+            scores[name] = predict_scores(model, dataset, desc=name, **options)
+            degraded = compute_metrics(labels, scores[name], threshold)
+            drop = {
+                key: (report["metrics"][key] - degraded[key]) if degraded[key] is not None else None for key in HEADLINE
+            }
+            report["robustness"][name] = {"metrics": degraded, "drop": drop}
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if len(np.unique(labels)) == 2:
+        report["files"] = save_curves(
+            labels, scores, output_dir, title=f"{card['architecture']} on {Path(data_dir).name}"
+        )
+    report["duration_s"] = round(time.monotonic() - started, 1)
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
+
+
+def format_report(report: dict) -> str:
+    m = report["metrics"]
+    lines = [
+        f"{report['model'].get('name') or report['model']['architecture']} on {report['data']['dir']} "
+        f"({m['counts']['real']} real, {m['counts']['fake']} fake; {report['data']['skipped_files']} skipped)",
+        f"threshold {report['threshold']:.4f} ({report['threshold_source']})",
+        "  ".join(f"{key} {m[key]:.4f}" for key in HEADLINE if m[key] is not None),
+        f"confusion matrix [[real→real, real→fake], [fake→real, fake→fake]]: {m['confusion_matrix']}",
+    ]
+    for name, result in report.get("robustness", {}).items():
+        drops = "  ".join(
+            f"{key} {result['metrics'][key]:.4f} (drop {result['drop'][key]:+.4f})"
+            for key in ("roc_auc", "accuracy", "f1")
+            if result["metrics"][key] is not None
+        )
+        lines.append(f"{name:>15}: {drops}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml.evaluate", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--package", type=Path, help="model package folder (model.safetensors + model_card.json)")
+    source.add_argument("--weights", type=Path, help="a bare weights file (.safetensors or .pth); needs --architecture")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES))
+    parser.add_argument("--data", type=Path, required=True, help="folder with real/ and fake/")
+    parser.add_argument("--output", type=Path, required=True, help="folder for report.json, roc.png, pr.png")
+    parser.add_argument("--input-size", type=int, help="default: the model card's")
+    parser.add_argument("--threshold", type=float, help="default: the model card's (0.5 for bare weights)")
+    parser.add_argument("--subset", choices=("all", "validation"), default="all")
+    parser.add_argument("--robustness", action="store_true", help="also evaluate after JPEG q95/75/50 and 0.5× size")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.weights and not args.architecture:
+        parser.error("--weights needs --architecture")
+    try:
+        report = evaluate_package(
+            args.package,
+            args.data,
+            output_dir=args.output,
+            weights=args.weights,
+            architecture=args.architecture,
+            input_size=args.input_size,
+            threshold=args.threshold,
+            subset=args.subset,
+            robustness=args.robustness,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except MLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    print(f"wrote {args.output / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Reading a real/ + fake/ folder: what counts as an image, what is skipped and why, the split, the dataset items."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import image_bytes
+from ml.data import FAKE, REAL, ImageDataset, load_training_data, scan_folder, stratified_split
+from ml.errors import TrainingDataError
+
+
+def fill(folder, count: int, *, seed: int = 0, fmt: str = "PNG", size: int = 24) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}[fmt]
+    paths = []
+    for index in range(count):
+        path = folder / f"img_{seed}_{index:03d}{suffix}"
+        path.write_bytes(image_bytes(size, size, fmt=fmt, seed=seed + index))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "dataset"
+    fill(root / "real", 10, seed=0)
+    fill(root / "fake", 6, seed=100, fmt="JPEG")
+    return root
+
+
+def test_images_of_both_classes_are_found_with_their_labels(dataset):
+    folder = scan_folder(dataset)
+
+    assert folder.counts() == {"real": 10, "fake": 6}
+    assert {s.label for s in folder.samples if s.path.parent.name == "real"} == {REAL}
+    assert {s.label for s in folder.samples if s.path.parent.name == "fake"} == {FAKE}
+    assert folder.skipped == []
+
+
+def test_subfolders_are_read_and_other_files_ignored(dataset):
+    fill(dataset / "fake" / "generator-b", 3, seed=200, fmt="WEBP")
+    (dataset / "real" / "notes.txt").write_text("not an image")
+    (dataset / "real" / ".DS_Store").write_bytes(b"\0\1\2")
+    fill(dataset / "real" / ".thumbnails", 2, seed=300)  # hidden folder
+
+    folder = scan_folder(dataset)
+
+    assert folder.counts() == {"real": 10, "fake": 9}
+    assert folder.skipped == []
+
+
+def test_unreadable_image_files_are_skipped_and_counted_with_the_reason(dataset):
+    (dataset / "real" / "empty.jpg").write_bytes(b"")
+    (dataset / "fake" / "text.png").write_text("hello")
+    truncated = image_bytes(64, 64, fmt="JPEG")
+    (dataset / "fake" / "truncated.jpg").write_bytes(truncated[: len(truncated) // 3])
+
+    folder = scan_folder(dataset)
+
+    assert folder.counts() == {"real": 10, "fake": 6}
+    reasons = {s.path.name: s.reason for s in folder.skipped}
+    assert set(reasons) == {"empty.jpg", "text.png", "truncated.jpg"}
+    assert "not an image" in reasons["empty.jpg"]
+    assert "not an image" in reasons["text.png"]
+    assert "damaged or truncated" in reasons["truncated.jpg"]
+
+
+def test_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(TrainingDataError, match=r"does not exist"):
+        scan_folder(tmp_path / "nowhere")
+
+
+def test_a_file_instead_of_a_folder_is_refused(tmp_path):
+    (tmp_path / "data.zip").write_bytes(b"PK")
+    with pytest.raises(TrainingDataError, match=r"is a file"):
+        scan_folder(tmp_path / "data.zip")
+
+
+def test_a_folder_without_the_class_folders_says_how_to_lay_it_out(tmp_path):
+    fill(tmp_path / "images", 3)
+    with pytest.raises(TrainingDataError, match=r"has no real/ and no fake/ folder\. Put authentic images in"):
+        scan_folder(tmp_path)
+
+
+def test_a_class_with_only_unreadable_files_is_refused_and_the_count_given(dataset):
+    for path in (dataset / "fake").iterdir():
+        path.write_bytes(b"garbage")
+
+    with pytest.raises(TrainingDataError, match=r"fake has no readable image \(6 image files could not be decoded\)"):
+        scan_folder(dataset)
+
+
+def test_an_empty_class_folder_is_refused(dataset):
+    for path in (dataset / "real").iterdir():
+        path.unlink()
+
+    with pytest.raises(TrainingDataError, match=r"real has no readable image\. Both classes are needed"):
+        scan_folder(dataset)
+
+
+def test_the_split_keeps_each_class_balance_and_is_the_same_for_the_same_seed(tmp_path):
+    root = tmp_path / "d"
+    fill(root / "real", 20, seed=0, size=24)
+    fill(root / "fake", 10, seed=50, size=24)
+    samples = scan_folder(root).samples
+
+    train, validation = stratified_split(samples, val_fraction=0.2, seed=7)
+    again = stratified_split(list(reversed(samples)), val_fraction=0.2, seed=7)
+    other = stratified_split(samples, val_fraction=0.2, seed=8)
+
+    assert sorted(s.label for s in validation) == [REAL] * 4 + [FAKE] * 2
+    assert sorted(s.label for s in train) == [REAL] * 16 + [FAKE] * 8
+    assert not {s.path for s in train} & {s.path for s in validation}
+    assert (train, validation) == again
+    assert {s.path for s in other[1]} != {s.path for s in validation}
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.2])
+def test_a_validation_fraction_outside_0_1_is_refused(dataset, fraction):
+    with pytest.raises(TrainingDataError, match=r"between 0 and 1"):
+        stratified_split(scan_folder(dataset).samples, val_fraction=fraction, seed=0)
+
+
+def test_a_class_too_small_to_split_is_refused_with_the_way_out(tmp_path):
+    root = tmp_path / "d"
+    fill(root / "real", 5, size=24)
+    fill(root / "fake", 1, seed=9, size=24)
+
+    with pytest.raises(TrainingDataError, match=r"fake class has 1 readable image\(s\).*--val-dir"):
+        load_training_data(root)
+
+
+def test_an_explicit_validation_folder_is_used_whole(dataset, tmp_path):
+    validation_root = tmp_path / "validation"
+    fill(validation_root / "real", 3, seed=500)
+    fill(validation_root / "fake", 2, seed=600)
+    (validation_root / "fake" / "broken.png").write_bytes(b"x")
+
+    data = load_training_data(dataset, val_dir=validation_root)
+
+    assert data.description["counts"] == {"train": {"real": 10, "fake": 6}, "validation": {"real": 3, "fake": 2}}
+    assert data.description["split"] == "explicit validation folder"
+    assert data.description["skipped_files"] == 1
+    assert [s.path.name for s in data.skipped] == ["broken.png"]
+
+
+def test_the_random_split_is_described_for_the_model_card(dataset):
+    data = load_training_data(dataset, val_fraction=0.3, seed=3)
+
+    assert data.description["counts"] == {"train": {"real": 7, "fake": 4}, "validation": {"real": 3, "fake": 2}}
+    assert (data.description["split_seed"], data.description["val_fraction"]) == (3, 0.3)
+    assert data.description["train_dir"] == str(dataset.resolve())
+
+
+def test_dataset_items_are_normalised_tensors_of_the_input_size_with_float_labels(dataset):
+    samples = scan_folder(dataset).samples
+    items = ImageDataset(samples, 32)
+
+    image, label = items[0]
+    fake_image, fake_label = items[[s.label for s in samples].index(FAKE)]
+
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert label.item() == samples[0].label and fake_label.item() == 1.0
+    # ImageNet normalisation puts pixel values roughly in [-2.2, 2.7]; raw 0-255 or 0-1 values would not fit.
+    assert image.min() < 0 < image.max() <= 2.7
+    assert not torch.equal(image, fake_image)
+
+
+def test_dataset_items_go_through_the_augmentation(dataset):
+    samples = scan_folder(dataset).samples
+    flipped = ImageDataset(samples, 32, augment=lambda image: image.transpose(0))  # FLIP_LEFT_RIGHT
+
+    plain_image, _ = ImageDataset(samples, 32)[0]
+    flipped_image, _ = flipped[0]
+
+    np.testing.assert_allclose(flipped_image.numpy(), plain_image.flip(-1).numpy(), atol=1e-5)
+
+
+def test_a_file_that_disappears_during_training_names_the_file(dataset):
+    samples = scan_folder(dataset).samples
+    samples[0].path.unlink()
+
+    with pytest.raises(TrainingDataError, match=samples[0].path.name):
+        ImageDataset(samples, 32)[0]
