@@ -531,3 +531,49 @@ def test_an_evaluation_that_cannot_read_its_images_fails_with_the_reason(
     assert evaluation.status == ModelEvaluation.Status.FAILED
     assert "has no readable image" in evaluation.error_message
     assert "evaluation" not in DetectorModel.objects.get(pk=active_model.pk).metrics
+
+
+# --- Editing --------------------------------------------------------------------------------------------------
+
+
+def test_changing_the_architecture_checks_the_weights_again(staff_client, run_jobs, active_model, second_model):
+    url = reverse("admin:detection_detectormodel_change", args=[second_model.pk])
+    form = {
+        "name": "detector",
+        "version": "2",
+        "description": "",
+        "architecture": "resnet50",
+        "input_size": 224,
+        "threshold": 0.5,
+    }
+    with run_jobs():
+        response = staff_client.post(url, form, follow=True)
+
+    assert "its weights are being checked again" in page_messages(response)
+    second_model.refresh_from_db()
+    assert second_model.architecture == "resnet50" and second_model.status == DetectorModel.Status.FAILED
+    assert "do not fit the “resnet50” architecture" in second_model.status_message
+    assert LogEntry.objects.filter(object_id=str(second_model.pk), action_flag=CHANGE).exists()
+
+
+def test_the_active_models_shape_cannot_be_edited(staff_client, active_model):
+    url = reverse("admin:detection_detectormodel_change", args=[active_model.pk])
+    form = {"name": "renamed", "version": "1", "description": "", "architecture": "resnet50", "input_size": 64}
+    response = staff_client.post(url, {**form, "threshold": 0.7}, follow=True)
+
+    assert response.status_code == 200
+    active_model.refresh_from_db()
+    assert (active_model.name, active_model.threshold) == ("renamed", 0.7)
+    assert (active_model.architecture, active_model.input_size) == ("resnet18", 224)
+    assert active_model.is_active and active_model.status == DetectorModel.Status.READY
+
+
+def test_the_model_page_shows_the_training_metrics_as_a_table(staff_client, active_model):
+    DetectorModel.objects.filter(pk=active_model.pk).update(
+        metrics={"validation": {"count": 200, "threshold": 0.41, "accuracy": 0.9312, "roc_auc": 0.97}}
+    )
+
+    html = staff_client.get(reverse("admin:detection_detectormodel_change", args=[active_model.pk])).content.decode()
+
+    assert "<th>validation" in html and "<td>0.9312</td>" in html and "<td>200</td>" in html
+    assert "None yet." in html  # no evaluation
