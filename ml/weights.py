@@ -7,6 +7,7 @@ rebuilds tensors and plain containers. Every failure raises a WeightsError subcl
 import hashlib
 import logging
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -71,9 +72,16 @@ def _read_pickled_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise NotAStateDictError(
-            f"{path.name} holds Python objects, not a plain state dict, and is refused because loading it could run "
-            f"code. Save weights with torch.save(model.state_dict(), path) or as .safetensors. ({_first_line(exc)})"
+        # torch names the first object it refused; any other unpickling failure means the bytes are not a pickle.
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if refused:
+            raise NotAStateDictError(
+                f"{path.name} holds Python objects ({refused[1]}), not only tensors, and is refused because loading "
+                "it could run code. Save the weights with torch.save(model.state_dict(), path) or as .safetensors."
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+        raise CorruptWeightsError(
+            f"{path.name} is damaged or not a PyTorch file ({detail[1] if detail else _first_line(exc)})."
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise CorruptWeightsError(f"{path.name} is damaged or not a PyTorch file ({_first_line(exc)}).") from None
@@ -167,8 +175,7 @@ def download_from_hub(
         raise HubNotFoundError(f"The repository “{repo_id}” has no revision “{revision}”.") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:
         raise HubUnavailableError(
-            f"{where} is not in the local cache and the hub cannot be reached (offline mode or no network): "
-            f"{_first_line(exc)}. Download it once while online, or upload the weights file instead."
+            _unavailable_message(where, exc, endpoint=endpoint, cache_only=local_files_only)
         ) from None
     except EntryNotFoundError:
         raise HubNotFoundError(f"The repository “{repo_id}” has no file “{filename}”.") from None
@@ -177,3 +184,26 @@ def download_from_hub(
     except OSError as exc:
         raise HubUnavailableError(f"The hub cannot be reached for {where}: {_first_line(exc)}") from None
     return Path(path)
+
+
+def _unavailable_message(where: str, exc: BaseException, *, endpoint: str | None, cache_only: bool) -> str:
+    """Why a file that is not in the cache could not be fetched either: offline mode, no hub there, or no network."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import FileMetadataError, OfflineModeIsEnabled
+
+    cause = exc.__cause__ or exc
+    if cache_only or constants.is_offline_mode() or isinstance(cause, OfflineModeIsEnabled):
+        return (
+            f"{where} is not in the local Hugging Face cache, and offline mode (HF_HUB_OFFLINE=1) forbids downloading "
+            "it. Download it once with the network on, or upload the weights file instead."
+        )
+    hub = endpoint or constants.ENDPOINT
+    if isinstance(cause, FileMetadataError):
+        return (
+            f"{where} cannot be downloaded: {hub} answered, but not like a Hugging Face Hub ({_first_line(cause)}). "
+            "Check HUGGINGFACE_ENDPOINT, or upload the weights file instead."
+        )
+    return (
+        f"{where} cannot be downloaded: the hub cannot be reached at {hub} ({_first_line(cause)}) and the file is not "
+        "in the local cache. Check the network connection and HUGGINGFACE_ENDPOINT, or upload the weights file instead."
+    )
