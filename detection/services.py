@@ -32,6 +32,7 @@ from detection.errors import (
     UnsupportedMediaType,
 )
 from detection.models import Analysis, DetectorModel, ModelEvaluation
+from detection.signals import delete_files_on_commit
 from ml.errors import UnreadableImageError
 from ml.preprocessing import decode_image
 
@@ -290,7 +291,15 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
     analysis.status = Analysis.Status.DONE
     analysis.finished_at = timezone.now()
     analysis.error_message = ""
-    analysis.save()
+    with transaction.atomic():
+        # The owner may have deleted the analysis, or the account, while it ran: then saving must not bring the
+        # row back, and the pictures just stored belong to nobody.
+        still_there = Analysis.objects.select_for_update().filter(pk=analysis.pk).exists()
+        if still_there:
+            analysis.save()
+    if not still_there:
+        delete_files_on_commit(analysis.owned_files())
+        return None
     if not analysis.keep_original:
         analysis_original_discard(analysis=analysis)
     return analysis
