@@ -28,3 +28,22 @@ class ApiTokenForm(forms.Form):
         help_text="What the token is for, e.g. “laptop script” or “CI”.",
         widget=forms.TextInput(attrs={"placeholder": "e.g. laptop script"}),
     )
+
+
+class AccountDeleteForm(forms.Form):
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        help_text="To be sure it is you.",
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password; your account was not deleted.")
+        return password

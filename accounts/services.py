@@ -61,3 +61,140 @@ def api_token_authenticate(*, raw_token: str) -> ApiToken | None:
         ApiToken.objects.filter(id=token.id).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+# --- The user's data: export and deletion ---------------------------------------------------------------------
+
+
+class AccountStorageError(Exception):
+    """The file storage could not be read or changed: a message the account's owner can act on."""
+
+
+EXPORT_README = """\
+Your data from {site}, exported {when}.
+
+account.json    your account and your API tokens (their names and dates; tokens themselves are never stored)
+analyses.json   every analysis: when, what file, the verdict, the model version that gave it, timings
+analyses/<id>/  the pictures of each analysis that are still stored: original (unless you chose not to keep it
+                or it passed the retention period), thumbnail, heatmap and overlay
+"""
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _analysis_record(analysis, files: dict) -> dict:
+    return {
+        "id": str(analysis.public_id),
+        "created_at": _iso(analysis.created_at),
+        "finished_at": _iso(analysis.finished_at),
+        "status": analysis.status,
+        "error_message": analysis.error_message,
+        "source": analysis.source,
+        "original_name": analysis.original_name,
+        "sha256": analysis.sha256,
+        "media_type": analysis.media_type,
+        "file_size": analysis.file_size,
+        "width": analysis.width,
+        "height": analysis.height,
+        "keep_original": analysis.keep_original,
+        "probability_fake": analysis.probability_fake,
+        "label": analysis.label or None,
+        "verdict": analysis.verdict,
+        "confidence": analysis.confidence,
+        "threshold": analysis.threshold,
+        "model_version": analysis.model_version or None,
+        "timings_ms": {
+            "decode": analysis.decode_ms,
+            "inference": analysis.inference_ms,
+            "heatmap": analysis.heatmap_ms,
+            "total": analysis.total_ms,
+        },
+        "files": files,
+    }
+
+
+def user_data_export(*, user: User, out) -> int:
+    """Write a ZIP of everything stored about the user to the binary file `out`; returns the number of analyses.
+
+    A picture that is already gone (deleted by retention meanwhile) is listed as null; a storage that cannot be
+    read stops the export with AccountStorageError rather than hand over an incomplete archive silently.
+    """
+    import json
+    import zipfile
+
+    from django.conf import settings
+
+    from detection.models import Analysis
+
+    now = timezone.now()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        account = {
+            "username": user.username,
+            "email": user.email,
+            "date_joined": _iso(user.date_joined),
+            "last_login": _iso(user.last_login),
+            "api_tokens": [
+                {
+                    "name": token.name,
+                    "hint": token.hint,
+                    "created_at": _iso(token.created_at),
+                    "last_used_at": _iso(token.last_used_at),
+                    "revoked_at": _iso(token.revoked_at),
+                }
+                for token in user.api_tokens.order_by("created_at")
+            ],
+        }
+        records = []
+        analyses = Analysis.objects.filter(owner=user).order_by("created_at", "id")
+        for analysis in analyses.iterator(chunk_size=200):
+            files = {}
+            for kind in ("original", "thumbnail", "heatmap", "overlay"):
+                field = getattr(analysis, kind)
+                if not field:
+                    files[kind] = None
+                    continue
+                extension = field.name.rsplit(".", 1)[-1].lower()
+                member = f"analyses/{analysis.public_id}/{kind}.{extension}"
+                try:
+                    with field.storage.open(field.name, "rb") as handle:
+                        data = handle.read()
+                except FileNotFoundError:
+                    files[kind] = None
+                    continue
+                except Exception as exc:
+                    raise AccountStorageError(
+                        f"Your data could not be exported: the file storage did not answer ({exc.__class__.__name__})."
+                        " Nothing was changed; please try again later."
+                    ) from exc
+                # Pictures are compressed already; deflating them again only costs time.
+                archive.writestr(member, data, compress_type=zipfile.ZIP_STORED)
+                files[kind] = member
+            records.append(_analysis_record(analysis, files))
+        archive.writestr("README.txt", EXPORT_README.format(site=settings.SITE_NAME, when=now.isoformat()))
+        archive.writestr("account.json", json.dumps(account, indent=2, ensure_ascii=False))
+        archive.writestr("analyses.json", json.dumps(records, indent=2, ensure_ascii=False))
+    return len(records)
+
+
+def user_delete(*, user: User) -> None:
+    """Delete the account, its API tokens, all its analyses and every file they own, on whichever storage.
+
+    Files go first, each deletion safe to repeat: if the storage fails half-way, the account stays (with fewer
+    pictures) and deleting it again finishes the job, so no file is ever left without a row that names it. The
+    rows' own deletion then removes again anything an analysis finishing meanwhile has stored (detection.signals).
+    """
+    from detection.models import Analysis
+
+    for analysis in Analysis.objects.filter(owner=user).iterator(chunk_size=200):
+        for file in analysis.owned_files():
+            try:
+                file.storage.delete(file.name)
+            except Exception as exc:
+                raise AccountStorageError(
+                    "Your account could not be deleted yet: the file storage did not answer "
+                    f"({exc.__class__.__name__}). Your account is still here; please try again later."
+                ) from exc
+    with transaction.atomic():
+        user.delete()

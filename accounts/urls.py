@@ -12,6 +12,8 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("tokens/", views.token_create, name="token_create"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("data/export/", views.data_export, name="data_export"),
+    path("delete/", views.account_delete, name="account_delete"),
     path(
         "password/change/",
         auth_views.PasswordChangeView.as_view(

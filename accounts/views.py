@@ -1,16 +1,20 @@
+import tempfile
+
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import selectors, services
-from accounts.forms import ApiTokenForm, SignUpForm
+from accounts.forms import AccountDeleteForm, ApiTokenForm, SignUpForm
 from accounts.models import ApiToken
+from detection.selectors import analysis_list
 
 
 def signup(request):
@@ -84,3 +88,38 @@ def token_revoke(request, token_id: int):
         return render(request, "accounts/_tokens.html", context)
     messages.success(request, context["notice"])
     return redirect("accounts:profile")
+
+
+@login_required
+@require_GET
+def data_export(request):
+    """Everything stored about the user, as a ZIP of JSON and pictures ("download all my data")."""
+    # Pictures can add up to more than is reasonable to hold in memory: past 32 MB the archive goes to disk.
+    archive = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115 (FileResponse closes it)
+    try:
+        services.user_data_export(user=request.user, out=archive)
+    except services.AccountStorageError as exc:
+        archive.close()
+        return render(request, "accounts/data_unavailable.html", {"message": str(exc)}, status=503)
+    archive.seek(0)
+    filename = f"{request.user.username}-data-{timezone.now():%Y-%m-%d}.zip"
+    return FileResponse(archive, as_attachment=True, filename=filename, content_type="application/zip")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete(request):
+    form = AccountDeleteForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        username = user.username
+        try:
+            services.user_delete(user=user)
+        except services.AccountStorageError as exc:
+            return render(request, "accounts/data_unavailable.html", {"message": str(exc)}, status=503)
+        logout(request)
+        messages.success(request, f"The account “{username}”, its analyses and all their pictures are deleted.")
+        return redirect("home")
+    status = 400 if request.method == "POST" else 200
+    context = {"form": form, "analyses": analysis_list(user=request.user).count()}
+    return render(request, "accounts/account_delete.html", context, status=status)
