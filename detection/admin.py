@@ -62,17 +62,7 @@ def _metric_rows(metrics: dict) -> list[dict]:
 
 @admin.register(DetectorModel)
 class DetectorModelAdmin(admin.ModelAdmin):
-    list_display = (
-        "__str__",
-        "architecture",
-        "input_size",
-        "threshold",
-        "source",
-        "status",
-        "is_active",
-        "analyses_link",
-        "created_at",
-    )
+    list_display = ("__str__", "architecture", "threshold", "status", "is_active", "analyses_link", "created_at")
     list_filter = ("is_active", "status", "architecture", "source")
     search_fields = ("name", "version", "sha256", "hub_repo")
     actions = ["activate", "deactivate", "recheck", "evaluate"]

@@ -57,6 +57,7 @@ class DetectorModelAddForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["architecture"].initial = settings.MODEL_ARCHITECTURE
         self.fields["hub_repo"].initial = settings.HUGGINGFACE_REPO
         self.fields["hub_filename"].initial = settings.MODEL_FILENAME
         self.fields["hub_revision"].initial = settings.HUGGINGFACE_REVISION
