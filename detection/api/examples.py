@@ -112,7 +112,7 @@ _ERRORS = {
     ),
 }
 _DESCRIPTIONS = {
-    400: "A missing, empty or damaged file, or a bad parameter (`field` names it).",
+    400: "A bad parameter, or a missing, empty or damaged file (`field` names it).",
     401: "No token, or an unknown or revoked one.",
     403: "A browser session's request without its CSRF token.",
     404: "No such object among yours (another user's ID reads as not found), or no such page.",

@@ -3,10 +3,11 @@
 import time
 
 from django.http import FileResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import MultiPartParser
@@ -35,9 +36,33 @@ PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", 
 
 
 class Pagination(PageNumberPagination):
+    """Pages of `page_size` (default 20, at most 100); a malformed page or size is a 400, a page past the end a 404."""
+
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def get_page_size(self, request) -> int:
+        raw = request.query_params.get(self.page_size_query_param) or ""
+        if not raw:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationError({"page_size": f"page_size must be a whole number from 1 to {self.max_page_size}."})
+        return int(raw)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        raw = request.query_params.get(self.page_query_param) or ""
+        if raw and raw not in self.last_page_strings and not (raw.isdigit() and int(raw) >= 1):
+            raise ValidationError({"page": "page must be a whole number from 1 (or “last”)."})
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
+        return parameters
 
 
 def _analysis_or_404(request, public_id) -> Analysis:
@@ -233,7 +258,7 @@ class DetectorModelListView(GenericAPIView):
         operation_id="models_list",
         summary="Detector models",
         description="The validated detector models, newest first; `is_active` marks the one analysing uploads.",
-        responses={200: DetectorModelSerializer(many=True), **examples.error_responses(401, 404, 429)},
+        responses={200: DetectorModelSerializer(many=True), **examples.error_responses(400, 401, 404, 429)},
         examples=[examples.MODEL_LIST],
     )
     def get(self, request):
@@ -256,6 +281,7 @@ class ActiveDetectorModelView(APIView):
         return Response(DetectorModelSerializer(detector_model).data)
 
 
+@csrf_exempt  # it changes nothing, and must answer every method with the API's 404
 def api_not_found(request, *args, **kwargs):
     """Any other address under /api/: a 404 in the API's error shape rather than an HTML page."""
     return error_json_response(404, "not_found", "Nothing was found at this address. The API lives under /api/v1/.")

@@ -436,6 +436,10 @@ def test_bad_upload_parameters_are_400_before_anything_is_stored(
         ({"created_from": "yesterday"}, "created_from"),
         ({"created_from": "2026-02-01", "created_to": "2026-01-01"}, "created_to"),
         ({"ordering": "random"}, "ordering"),
+        ({"page": "two"}, "page"),
+        ({"page": "0"}, "page"),
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "1000"}, "page_size"),
     ],
 )
 def test_bad_list_filters_are_400_naming_the_parameter(api, params, field):
