@@ -202,6 +202,8 @@ def _analysis_fail(analysis: Analysis, message: str) -> None:
     analysis.error_message = message
     analysis.finished_at = timezone.now()
     analysis.save(update_fields=["status", "error_message", "finished_at"])
+    if not analysis.keep_original:  # a failed analysis is final: nothing will read the image again
+        analysis_original_discard(analysis=analysis)
 
 
 def _results_save(analysis: Analysis, pictures: list[tuple]) -> None:
@@ -319,20 +321,21 @@ class RetentionReport:
 
 
 def analysis_originals_expire(*, now=None) -> RetentionReport:
-    """Delete the originals of finished analyses older than ORIGINALS_RETENTION_DAYS (0 keeps them for good).
+    """Delete the originals of finished analyses older than ORIGINALS_RETENTION_DAYS (0 keeps them for good), and
+    any left behind by a finished analysis whose uploader chose not to keep it (its run was cut short).
 
     Each file is deleted before its row forgets it, so a run stopped at any point leaves no file without a row;
     the next run deletes again what is still named (deleting a missing file succeeds) and carries on. A file the
     storage cannot delete now is logged and left named, for the next run.
     """
     days = settings.ORIGINALS_RETENTION_DAYS
-    if days <= 0:
-        return RetentionReport(expired=0, failed=0)
-    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expiring = Q(keep_original=False)
+    if days > 0:
+        expiring |= Q(created_at__lt=(now or timezone.now()) - timedelta(days=days))
     storage = Analysis._meta.get_field("original").storage
     # Unfinished analyses still need their image; the sweeper finishes or fails them first.
     due = (
-        Analysis.objects.filter(created_at__lt=cutoff, status__in=[Analysis.Status.DONE, Analysis.Status.FAILED])
+        Analysis.objects.filter(expiring, status__in=[Analysis.Status.DONE, Analysis.Status.FAILED])
         .exclude(original="")
         .values_list("pk", "original")
         .order_by("pk")

@@ -75,7 +75,36 @@ def test_zero_days_keeps_originals_for_good(user, settings, _media_in_tmp):
 
     assert services.analysis_originals_expire() == services.RetentionReport(expired=0, failed=0)
     assert len(originals(_media_in_tmp)) == 1
-    assert "ORIGINALS_RETENTION_DAYS is 0" in run_command()
+    assert "0 originals not to be kept (ORIGINALS_RETENTION_DAYS=0 keeps the rest) deleted." in run_command()
+
+
+@pytest.mark.parametrize("days", [30, 0])
+def test_an_original_its_uploader_did_not_want_kept_goes_at_the_next_run_whatever_its_age(
+    user, settings, _media_in_tmp, days
+):
+    """Normally the run itself discards it; this catches a run cut short between its result and the discard."""
+    settings.ORIGINALS_RETENTION_DAYS = days
+    unkept = stored_analysis(user, days_old=0.01, seed=1)
+    Analysis.objects.filter(pk=unkept.pk).update(keep_original=False)
+    kept = stored_analysis(user, days_old=0.01, seed=2)
+
+    assert services.analysis_originals_expire().expired == 1
+    assert originals(_media_in_tmp) == [f"{kept.public_id}.jpg"]
+
+
+def test_a_failed_analysis_does_not_keep_an_original_its_uploader_did_not_want_kept(
+    user, active_model, upload, settings, _media_in_tmp
+):
+    from detection.models import DetectorModel
+
+    analysis = services.analysis_create(user=user, file=upload(), source="web", keep_original=False).analysis
+    DetectorModel.objects.update(is_active=False)
+
+    services.analysis_run(analysis_id=analysis.pk)
+
+    analysis.refresh_from_db()
+    assert analysis.status == Analysis.Status.FAILED and not analysis.original
+    assert originals(_media_in_tmp) == []
 
 
 class Interrupted(BaseException):
