@@ -33,7 +33,7 @@ def export_onnx(model: DeepfakeNet, output: Path | str, *, input_size: int) -> P
     model = model.eval()
     example = torch.randn(2, 3, input_size, input_size)
     program = torch.onnx.export(
-        _WithProbability(model),
+        _WithProbability(model).eval(),
         (example,),
         input_names=["images"],
         output_names=["logits", "probability_fake"],
