@@ -1,0 +1,217 @@
+"""In Debian's Chromium: sign up, upload a real JPEG, watch the result arrive with its heatmap, find it in the
+history, export it as JSON and delete it. Screenshots of every page at 1280 and 375 px in both themes are kept in
+TEST_ARTIFACTS_DIR (default: test-artifacts/ in the checkout, ignored by git).
+
+The test fails on any console error and on any request to a host other than 127.0.0.1.
+"""
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from pytest_django.live_server_helper import LiveServer
+
+from conftest import IS_CI
+from detection.models import Analysis
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTHS = (1280, 375)
+THEMES = ("light", "dark")
+RESULT_TIMEOUT_MS = 120_000  # the first analysis loads the model in the web process
+
+
+@pytest.fixture(scope="module")
+def live_server(request):
+    """The site on 127.0.0.1 itself (pytest-django's default is "localhost"), so every request can be checked."""
+    server = LiveServer("127.0.0.1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    folder = Path(os.environ.get("TEST_ARTIFACTS_DIR") or ROOT / "test-artifacts") / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+class Guard:
+    """Collects console errors, uncaught page errors and requests that leave 127.0.0.1 (those are also blocked)."""
+
+    def __init__(self, context):
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        context.on("request", self.check_request)
+        context.route("**/*", self.route)
+
+    def watch(self, page) -> None:
+        page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+
+    @staticmethod
+    def leaves(url: str) -> bool:
+        parsed = urlparse(url)
+        return parsed.scheme in {"http", "https", "ws", "wss"} and parsed.hostname != "127.0.0.1"
+
+    def check_request(self, request) -> None:
+        if self.leaves(request.url):
+            self.outside.append(request.url)
+
+    def route(self, route) -> None:
+        if self.leaves(route.request.url):
+            route.abort()
+        else:
+            route.continue_()
+
+
+@pytest.fixture
+def browser_context(chromium_path, monkeypatch):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if IS_CI:
+            raise
+        pytest.skip("[browser] Playwright for Python is not installed (pip install -r requirements-dev.txt)")
+    # Playwright's synchronous API runs an event loop in this thread; the ORM calls of the test itself are still
+    # plain blocking calls made between browser steps.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        context.set_default_timeout(30_000)
+        guard = Guard(context)
+        yield context, guard
+        context.close()
+        browser.close()
+
+
+def screenshots(page, artifacts: Path, name: str) -> None:
+    """The page at each width in each theme; at 375 px nothing may stick out sideways."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for theme in THEMES:
+            page.emulate_media(color_scheme=theme)
+            page.wait_for_function("theme => document.documentElement.dataset.theme === theme", arg=theme)
+            page.screenshot(path=artifacts / f"{name}-{width}-{theme}.png", full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{name} is {overflow} px wider than a {width} px screen"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.emulate_media(color_scheme="light")
+
+
+def test_sign_up_upload_see_result_find_export_delete(
+    live_server, browser_context, active_model, artifacts, make_image_bytes
+):
+    context, guard = browser_context
+    active_model.metrics = {
+        "validation": {"accuracy": 0.912, "f1": 0.905, "roc_auc": 0.963, "average_precision": 0.958, "count": 400},
+        "test": {"accuracy": 0.884, "f1": 0.871, "roc_auc": 0.941, "average_precision": 0.936, "count": 380},
+    }
+    active_model.save()
+    page = context.new_page()
+    guard.watch(page)
+    base = live_server.url
+    assert urlparse(base).hostname == "127.0.0.1"
+
+    # Sign up.
+    page.goto(base + "/accounts/signup/")
+    page.get_by_label("Username").fill("browser-user")
+    page.get_by_label("Email").fill("browser-user@example.com")
+    page.locator("#id_password1").fill("a-long-unusual-passphrase-81")
+    page.locator("#id_password2").fill("a-long-unusual-passphrase-81")
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_text("Welcome, browser-user!").wait_for()
+
+    # Upload a real JPEG together with two files the page refuses itself (the server's refusals, which the browser
+    # logs as failed requests, are covered by test_pages_upload): each file gets its own outcome.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Analyse").click()
+    page.get_by_role("heading", name="Analyse images").wait_for()
+    page.set_input_files(
+        "#id_files",
+        [
+            {"name": "holiday.jpg", "mimeType": "image/jpeg", "buffer": make_image_bytes(640, 480, seed=5)},
+            {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"},
+            {"name": "empty.jpg", "mimeType": "image/jpeg", "buffer": b""},
+        ],
+    )
+    items = page.locator("#upload-list > li")
+    good = items.filter(has_text="holiday.jpg")
+    good.get_by_role("link", name="View result").wait_for(timeout=RESULT_TIMEOUT_MS)
+    notes = items.filter(has_text="notes.txt").get_by_role("alert")
+    assert notes.inner_text() == "“notes.txt” is not an image in a supported format (JPEG, PNG or WebP)."
+    assert items.filter(has_text="empty.jpg").get_by_role("alert").inner_text() == "“empty.jpg” is empty (0 bytes)."
+    assert good.locator(".badge").inner_text() in {"Real", "Fake", "Uncertain"}
+    analysis = Analysis.objects.get(owner__username="browser-user")
+    assert analysis.status == Analysis.Status.DONE and analysis.source == Analysis.Source.WEB
+    screenshots(page, artifacts, "upload")
+
+    # The result page: verdict, meter, chart, original and overlay with a working opacity slider.
+    good.get_by_role("link", name="View result").click()
+    verdict = page.locator("p.verdict")
+    assert verdict.inner_text() == {"real": "Real", "fake": "Fake", "uncertain": "Uncertain"}[analysis.verdict]
+    assert page.get_by_role("meter", name="Confidence").get_attribute("aria-valuenow") == str(
+        round(analysis.confidence * 100)
+    )
+    assert page.get_by_role("img", name="Class probabilities").is_visible()
+    overlay = page.locator("#overlay-layer")
+    overlay.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    page.get_by_label("Heatmap strength").fill("30")
+    assert overlay.evaluate("layer => getComputedStyle(layer).opacity") == "0.3"
+    assert page.locator("output[for=overlay-opacity]").inner_text() == "30 %"
+    page.get_by_label("Heatmap strength").fill("100")
+    screenshots(page, artifacts, "result")
+
+    # Find it in the history by its name (htmx replaces the results as one types).
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
+    page.get_by_label("File name").fill("holi")
+    page.wait_for_url("**/analyses/?q=holi*")
+    rows = page.locator(".history-table tbody tr")
+    rows.first.wait_for()
+    assert rows.count() == 1 and "holiday.jpg" in rows.first.inner_text()
+    page.get_by_label("File name").fill("no such picture")
+    page.get_by_text("No analyses match these filters").wait_for()
+    page.get_by_label("File name").fill("holiday")
+    rows.first.wait_for()
+    screenshots(page, artifacts, "history")
+
+    # Export it as JSON from its result page.
+    rows.first.get_by_role("link", name="holiday.jpg").click()
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download JSON").click()
+    download = download_info.value
+    assert download.suggested_filename == f"analysis-{analysis.public_id}.json"
+    exported = json.loads(Path(download.path()).read_text())
+    assert exported["id"] == str(analysis.public_id) and exported["result"]["verdict"] == analysis.verdict
+    assert exported["model"]["version"] == "test-detector 1"
+
+    # Delete it, after confirming.
+    page.get_by_role("link", name="Delete…").click()
+    page.get_by_role("heading", name="Delete this analysis?").wait_for()
+    screenshots(page, artifacts, "delete")
+    page.get_by_role("button", name="Delete it").click()
+    page.get_by_text("The analysis of “holiday.jpg” and its pictures are deleted.").wait_for()
+    page.get_by_text("No analyses yet").wait_for()
+    screenshots(page, artifacts, "history-empty")
+    assert not Analysis.objects.exists()
+
+    # The theme toggle flips the theme and remembers it.
+    page.get_by_role("button", name="Switch to dark theme").click()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+
+    assert guard.errors == [], f"console errors: {guard.errors}"
+    assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"
