@@ -4,6 +4,7 @@ import io
 from datetime import timedelta
 
 import pytest
+import redis
 from django.core.cache import cache
 from django.utils import timezone
 from PIL import Image
@@ -11,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create, api_token_revoke
+from deepfake_site.tests.test_settings import manage
 from detection import services, tasks
 from detection.models import Analysis, DetectorModel
 from detection.tests.conftest import InlineExecutor
@@ -35,8 +37,6 @@ class IdleExecutor:
 
 @pytest.fixture(autouse=True)
 def _fresh_throttle_counts():
-    cache.clear()
-    yield
     cache.clear()
 
 
@@ -573,3 +573,47 @@ def test_no_active_model_makes_uploads_503(api, upload, _media_in_tmp):
     error = assert_error(api.post(LIST_URL, {"file": upload()}), 503, "no_active_model")
     assert "try again later" in error["message"]
     assert stored_files(_media_in_tmp) == []
+
+
+# --- Configuration ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("API_THROTTLE_RATE", "fast", "API_THROTTLE_RATE='fast' is not a rate like 120/minute"),
+        ("API_UPLOAD_THROTTLE_RATE", "10/fortnight", "API_UPLOAD_THROTTLE_RATE='10/fortnight' is not a rate"),
+        ("API_MAX_WAIT_SECONDS", "-1", "API_MAX_WAIT_SECONDS=-1 is below the minimum of 0"),
+        ("CACHE_URL", "memcached://cache:11211", "CACHE_URL='memcached://cache:11211' is not a Redis URL"),
+    ],
+)
+def test_bad_api_settings_stop_the_process_with_the_variable_named(name, value, message):
+    result = manage("check", env={name: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_request_counts_live_in_the_shared_cache_when_one_is_configured(api, settings, redis_url):
+    shared = redis_url.rsplit("/", 1)[0] + "/2"  # this helper's own Redis database
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": shared}}
+    settings.API_THROTTLE_RATE = "1/minute"
+    cache.clear()
+
+    assert api.get(LIST_URL).status_code == 200
+    # The count lives in Redis, where every web process reads it.
+    assert any(key.startswith(b":1:throttle_api_token-") for key in redis.Redis.from_url(shared).scan_iter())
+    assert_error(api.get(LIST_URL), 429, "throttled")
+    cache.clear()
+
+
+@pytest.mark.django_db
+def test_requests_are_served_when_the_cache_holding_the_counts_is_down(api, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}
+    }
+    settings.API_THROTTLE_RATE = "1/minute"
+
+    assert [api.get(LIST_URL).status_code for _ in range(3)] == [200, 200, 200]
