@@ -193,3 +193,21 @@ def test_a_bad_cloudinary_url_stops_start_up_with_its_name(monkeypatch, settings
     monkeypatch.setenv("CLOUDINARY_URL", url)
     with pytest.raises(ImproperlyConfigured, match="CLOUDINARY_URL"):
         storages_from_env(media_root=settings.MEDIA_ROOT, debug=True)
+
+
+def test_the_owner_checked_view_streams_pictures_from_cloudinary(
+    user_client, user, other_user, active_model, upload, run_inline, fake_cloudinary, client
+):
+    from django.urls import reverse
+
+    with run_inline():
+        analysis = services.analysis_create(user=user, file=upload(), source="web").analysis
+    analysis.refresh_from_db()
+    url = reverse("detection:analysis_image", args=[analysis.public_id, "heatmap"])
+
+    response = user_client.get(url)
+
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == fake_cloudinary.assets[f"results/{analysis.public_id}-heatmap"]
+    client.force_login(other_user)
+    assert client.get(url).status_code == 404

@@ -122,3 +122,20 @@ def test_s3_going_down_while_saving_results_fails_the_analysis_and_leaves_no_res
     assert analysis.error_message.endswith("Please try again later.")
     assert not (analysis.thumbnail or analysis.heatmap or analysis.overlay)
     assert analysis_keys(s3_bucket) == [f"originals/{analysis.public_id}.jpg"]  # kept for a new attempt
+
+
+def test_the_owner_checked_view_streams_pictures_from_s3(
+    user_client, user, other_user, s3_bucket, active_model, upload, run_inline, client
+):
+    from django.urls import reverse
+
+    with run_inline():
+        analysis = services.analysis_create(user=user, file=upload(fmt="PNG"), source="web").analysis
+    url = reverse("detection:analysis_image", args=[analysis.public_id, "original"])
+
+    response = user_client.get(url)
+
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == s3_bucket.read(f"originals/{analysis.public_id}.png")
+    client.force_login(other_user)
+    assert client.get(url).status_code == 404
