@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.core.cache import cache
+from django.db import connections
 from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
@@ -123,8 +124,16 @@ def test_wait_returns_201_with_the_result_when_the_analysis_finishes_in_time(api
     assert all(body["images"][kind] for kind in ("original", "thumbnail", "heatmap", "overlay"))
 
 
+@pytest.fixture
+def runner_thread():
+    """The embedded runner's thread; it lets go of its database connection after the test, so the test database
+    can be dropped."""
+    yield
+    tasks._in_process_executor().submit(connections.close_all).result(timeout=60)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_wait_follows_the_in_process_runner_in_its_own_thread(api, active_model, upload):
+def test_wait_follows_the_in_process_runner_in_its_own_thread(api, active_model, upload, runner_thread):
     """No stand-in: the embedded runner works in a background thread while the request waits for it."""
     response = api.post(f"{LIST_URL}?wait=60", {"file": upload(seed=4)})
 
