@@ -4,6 +4,7 @@ Without any environment variable the product runs on embedded defaults: SQLite a
 run in-process, debug on. Production is switched on by the environment (see README.md and .env.example).
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -90,7 +91,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The in-process analysis runner writes from a second thread: wait for the lock instead of failing at once.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    # A file (worker subprocesses in tests open it too), one per test run so that parallel runs never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
@@ -234,6 +236,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One task at a time per worker process: analyses are long, and a prefetched task would wait behind another.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, minimum=1, maximum=64)
+# Each pool process loads the active model before it reports for work (worker_process_init); compiling it for
+# OpenVINO takes longer than Celery's default 4 s allowance on a busy machine, and the pool would kill it forever.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = env_float("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 120.0, minimum=4.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-analyses": {"task": "detection.tasks.analysis_sweep_task", "schedule": 300.0},
     "expire-originals": {"task": "detection.tasks.analysis_originals_expire_task", "schedule": 3600.0},

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.db.utils import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -167,14 +167,18 @@ def _prepare_worker_process(**kwargs) -> None:
     threads = configure_threads(
         settings.TORCH_THREADS or None, processes_per_machine=settings.CELERY_WORKER_CONCURRENCY
     )
-    detector_model = selectors.detector_model_get_active()
-    if detector_model is None:
-        logger.warning("No detector model is active; analyses will fail until one is activated.")
-        return
     try:
+        detector_model = selectors.detector_model_get_active()
+        if detector_model is None:
+            logger.warning("No detector model is active; analyses will fail until one is activated.")
+            return
         inference.detector_for(detector_model)
     except AnalysisFailure as exc:
         logger.error("%s", exc)
+        return
+    except DatabaseError as exc:
+        # Not fatal: each task reads the active model again, once the database answers.
+        logger.error("The worker process could not read the active model from the database (%s)", exc)
         return
     finally:
         close_old_connections()
