@@ -1,0 +1,745 @@
+"""Train a detector: `python -m ml.train DATA_DIR --output DIR [options]`, or with `torchrun` for several processes.
+
+DATA_DIR holds real/ and fake/ (see ml.data). The defaults are the seed design's: AdamW with weight decay, learning
+rate 1e-4 lowered by ReduceLROnPlateau when the validation ROC-AUC stalls, batch size 16, up to 30 epochs with early
+stopping, augmentation as in Wang et al. 2020 (ml.augment), an ImageNet-pretrained backbone when torchvision's
+weights can be had. Run `python -m ml.train --help` for every option.
+
+The output folder receives:
+    package/model.safetensors, package/model_card.json   the model package (see ml.package for the card's keys)
+    checkpoints/last.pth    written after every epoch: everything --resume needs to continue the run
+    checkpoints/best.pth    the weights of the epoch with the best validation ROC-AUC so far
+
+The package holds the best epoch's weights; its threshold follows ml.evaluate.THRESHOLD_RULE on the validation set.
+
+Several processes: `torchrun --nproc_per_node N -m ml.train ...` trains with DistributedDataParallel (gloo on CPU,
+nccl on CUDA); each process trains on its share of every epoch, validation is shared out and gathered, and only
+rank 0 writes checkpoints and the package. --batch-size is per process.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from ml.architectures import ARCHITECTURES, get_architecture
+from ml.augment import Augment, AugmentConfig
+from ml.data import ImageDataset, count_classes, load_training_data
+from ml.detector import cpu_has_native_bf16
+from ml.errors import MLError, TrainingDataError
+from ml.evaluate import THRESHOLD_RULE, autocast, choose_threshold, compute_metrics, predict_scores
+from ml.package import write_package
+
+CHECKPOINT_FORMAT = "deepfake-detector-checkpoint/1"
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+MIN_INPUT_SIZE = 32
+# channels-last runs the convolutions through oneDNN's faster kernels on x86 CPUs (measured: docs/model-results.md).
+MEMORY_FORMAT = torch.channels_last
+
+
+class ResumeError(MLError):
+    """The checkpoint given to --resume is missing, unreadable, or belongs to another architecture or input size."""
+
+
+@dataclass
+class TrainConfig:
+    data_dir: Path
+    output_dir: Path
+    architecture: str = "resnet50"
+    input_size: int | None = None  # None: the architecture's default (224)
+    epochs: int = 30
+    batch_size: int = 16  # per process
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    lr_factor: float = 0.5  # ReduceLROnPlateau: multiply the learning rate by this…
+    lr_patience: int = 2  # …after this many epochs without a better validation ROC-AUC
+    patience: int = 5  # early stopping: stop after this many epochs without a better validation ROC-AUC
+    val_dir: Path | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    workers: int = 1
+    threads: int | None = None  # PyTorch threads for this process; None: PyTorch's default (one per core)
+    max_minutes: float | None = None  # wall-time budget for the whole run, validation and packaging included
+    resume: Path | None = None
+    pretrained: bool = True
+    precision: str = "auto"
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    name: str | None = None
+    card_extra: dict = field(default_factory=dict)  # merged into the model card (e.g. detects, limitations)
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raise MLError naming the first option whose value cannot work."""
+        a = self.augment
+        problems = [
+            (self.epochs < 1, f"--epochs must be at least 1, not {self.epochs}"),
+            # Batch normalisation cannot train on a batch of one image.
+            (self.batch_size < 2, f"--batch-size must be at least 2, not {self.batch_size}"),
+            (self.lr <= 0, f"--lr must be positive, not {self.lr}"),
+            (self.weight_decay < 0, f"--weight-decay cannot be negative ({self.weight_decay})"),
+            (not 0 < self.lr_factor < 1, f"--lr-factor must be between 0 and 1, not {self.lr_factor}"),
+            (self.lr_patience < 0, f"--lr-patience cannot be negative ({self.lr_patience})"),
+            (self.patience < 1, f"--patience must be at least 1, not {self.patience}"),
+            (self.workers < 0, f"--workers cannot be negative ({self.workers})"),
+            (self.threads is not None and self.threads < 1, f"--threads must be at least 1, not {self.threads}"),
+            (self.max_minutes is not None and self.max_minutes <= 0, "--max-minutes must be positive"),
+            (not 0 <= a.blur_prob <= 1, f"--blur-prob must be between 0 and 1, not {a.blur_prob}"),
+            (not 0 <= a.jpeg_prob <= 1, f"--jpeg-prob must be between 0 and 1, not {a.jpeg_prob}"),
+            (not 0 < a.crop_scale <= 1, f"--crop-scale must be in (0, 1], not {a.crop_scale}"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise MLError(message + ".")
+
+    def as_dict(self) -> dict:
+        """JSON-compatible, for the model card and the checkpoint."""
+        values = dataclasses.asdict(self)
+        return json.loads(json.dumps(values, default=str))
+
+
+@dataclass
+class TrainingResult:
+    package_dir: Path | None  # None on every rank but 0 of a distributed run
+    card: dict
+    metrics: dict  # validation metrics of the best epoch at the chosen threshold
+    checkpoint_dir: Path
+    history: list[dict]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Devices, precision, processes
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def start_processes() -> tuple[Processes, bool]:
+    """The process group torchrun set up the environment for (gloo on CPU, nccl on CUDA); (Processes, started)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Processes(), False
+    started = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        started = True
+    processes = Processes(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        backend=dist.get_backend(),
+    )
+    return processes, started
+
+
+def resolve_device(device: str, processes: Processes) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and processes.distributed:
+        return torch.device("cuda", processes.local_rank)
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto: bf16 autocast on CPUs that compute bf16 natively (AMX, AVX-512 BF16) and on CUDA GPUs that support it,
+    fp16 on older GPUs, else fp32. Measured on an AMX CPU (docs/model-results.md): bf16 trains resnet18 several times
+    faster than fp32 at 128 px and above, but not at 64 px, where the conversions outweigh the gain."""
+    if precision not in PRECISIONS:
+        raise MLError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    if precision == "fp16" and device.type != "cuda":
+        raise MLError("fp16 mixed precision needs a CUDA GPU; use bf16 or fp32 on the CPU.")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def _share(processes: Processes, produce: Callable[[], object]) -> object:
+    """Run `produce` on rank 0 only and hand its result (or its MLError, re-raised) to every rank."""
+    if not processes.distributed:
+        return produce()
+    box = [None, None]
+    if processes.is_main:
+        try:
+            box = [produce(), None]
+        except MLError as exc:
+            box = [None, (type(exc).__name__, str(exc))]
+    dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        kind, message = box[1]
+        raise (TrainingDataError if kind == "TrainingDataError" else MLError)(message)
+    return box[0]
+
+
+def _average_buffers(model: nn.Module, processes: Processes) -> None:
+    """Average batch-norm running statistics over the ranks, so every rank ends an epoch with the same model."""
+    if not processes.distributed:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+            buffer.div_(processes.world_size)
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 over every tensor of the state dict, in key order: equal digests mean equal weights."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_model(arch_name: str, *, pretrained: bool, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+    """A fresh model and a note on its starting weights. torchvision's download chatter and the architecture's
+    warning are collected and reported in one plain line."""
+    arch = get_architecture(arch_name)
+    if not pretrained:
+        return arch.build(pretrained=False), {"requested": False, "loaded": False}
+    chatter = io.StringIO()
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.redirect_stdout(chatter),
+        contextlib.redirect_stderr(chatter),
+    ):
+        warnings.simplefilter("always")
+        model = arch.build(pretrained=True)
+    problems = [str(w.message) for w in caught if "ImageNet weights" in str(w.message)]
+    if problems:
+        log(f"warning: {problems[0]}")
+        return model, {"requested": True, "loaded": False, "why_not": problems[0]}
+    return model, {"requested": True, "loaded": True, "weights": str(arch.imagenet_weights)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One epoch, one evaluation
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+    should_stop: Callable[[float], bool] | None = None,
+    bar: tqdm | None = None,
+) -> dict:
+    """One pass over the loader. should_stop(seconds per image so far) is asked before each batch (time budget);
+    returns the mean loss, the number of images seen, the duration, and whether the pass was cut short."""
+    model.train()
+    started = time.monotonic()
+    total_loss, seen, partial = 0.0, 0, False
+    for images, labels in loader:
+        if should_stop is not None and seen and should_stop((time.monotonic() - started) / seen):
+            partial = True
+            break
+        images = images.to(device, non_blocking=True).contiguous(memory_format=MEMORY_FORMAT)
+        labels = labels.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(images)
+        loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+    return {
+        "loss": total_loss / max(seen, 1),
+        "images": seen,
+        "seconds": time.monotonic() - started,
+        "partial": partial,
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ImageDataset,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    batch_size: int = 32,
+    workers: int = 0,
+    processes: Processes | None = None,
+    progress: bool = False,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics at the THRESHOLD_RULE threshold, labels, scores) on the dataset. In a distributed run every rank
+    scores every world_size-th image and all ranks get all scores, so they all take the same decisions."""
+    processes = processes or Processes()
+    module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    indices = list(range(processes.rank, len(dataset), processes.world_size))
+    shard = torch.utils.data.Subset(dataset, indices)
+    scores = predict_scores(
+        module,
+        shard,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        precision=precision,
+        progress=progress,
+        desc="validating",
+    )
+    if processes.distributed:
+        gathered = [None] * processes.world_size
+        dist.all_gather_object(gathered, (indices, scores.tolist()))
+        ordered = np.zeros(len(dataset), dtype=np.float64)
+        for rank_indices, rank_scores in gathered:
+            ordered[rank_indices] = rank_scores
+        scores = ordered
+    labels = np.array([sample.label for sample in dataset.samples])
+    return compute_metrics(labels, scores, choose_threshold(labels, scores)), labels, scores
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    """Write atomically: an interrupted save never leaves a half-written checkpoint behind."""
+    partial = path.with_suffix(".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(path: Path | str, *, architecture: str, input_size: int) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ResumeError(f"There is no checkpoint at {path}.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many kinds for a damaged or foreign file
+        raise ResumeError(f"{path} is not a readable checkpoint ({exc.__class__.__name__}: {exc}).") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ResumeError(
+            f"{path} is not a training checkpoint written by ml.train (use the run's checkpoints/last.pth)."
+        )
+    if (checkpoint["architecture"], checkpoint["input_size"]) != (architecture, input_size):
+        raise ResumeError(
+            f"{path} was trained as {checkpoint['architecture']} at {checkpoint['input_size']} px, but this run asks "
+            f"for {architecture} at {input_size} px. To continue it, use --architecture {checkpoint['architecture']} "
+            f"--input-size {checkpoint['input_size']}; to train {architecture}, start without --resume."
+        )
+    return checkpoint
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def _log_to_stderr(message: str) -> None:
+    tqdm.write(message, file=sys.stderr)
+
+
+def train(config: TrainConfig, *, log: Callable[[str], None] = _log_to_stderr) -> TrainingResult:
+    """Train, validate every epoch, checkpoint, and write the model package of the best epoch (rank 0)."""
+    processes, started_here = start_processes()
+    previous_threads = torch.get_num_threads()
+    try:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        return _train(config, processes, log if processes.is_main else (lambda message: None))
+    finally:
+        torch.set_num_threads(previous_threads)
+        if started_here:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]) -> TrainingResult:
+    started = time.monotonic()
+    config.check()
+    deadline = started + config.max_minutes * 60 if config.max_minutes else None
+    arch = get_architecture(config.architecture)
+    input_size = config.input_size or arch.default_input_size
+    if input_size < MIN_INPUT_SIZE:
+        raise MLError(f"The input size must be at least {MIN_INPUT_SIZE} pixels, not {input_size}.")
+    device = resolve_device(config.device, processes)
+    precision = resolve_precision(config.precision, device)
+    output_dir = Path(config.output_dir)
+    checkpoint_dir, package_dir = output_dir / "checkpoints", output_dir / "package"
+
+    def check_output() -> None:
+        if config.resume is None and (checkpoint_dir / "last.pth").exists():
+            raise MLError(
+                f"{output_dir} already holds a training run. Choose another --output, or continue that run with "
+                f"--resume {checkpoint_dir / 'last.pth'}."
+            )
+
+    _share(processes, check_output)
+
+    resumed = None
+    if config.resume is not None:
+        resumed = load_checkpoint(config.resume, architecture=arch.name, input_size=input_size)
+    data = _share(
+        processes,
+        lambda: load_training_data(
+            config.data_dir,
+            val_dir=config.val_dir,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            progress=config.progress,
+        ),
+    )
+    per_process = len(data.train) // processes.world_size
+    if per_process < config.batch_size:
+        raise TrainingDataError(
+            f"There are {len(data.train)} training images, fewer than one batch of {config.batch_size} per process. "
+            "Add images or lower --batch-size."
+        )
+
+    torch.manual_seed(config.seed)
+    # Only rank 0 fetches ImageNet weights: DistributedDataParallel copies rank 0's weights to the others.
+    model, pretrained = build_model(arch.name, pretrained=config.pretrained and processes.is_main, log=log)
+    model = model.to(device, memory_format=MEMORY_FORMAT)
+    module = model
+    if processes.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience
+    )
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    counts = count_classes(data.train)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(counts["real"] / counts["fake"], device=device))
+
+    start_epoch, best, epochs_since_best, history = 1, None, 0, []
+    if resumed is not None:
+        module.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start_epoch, best = resumed["epoch"] + 1, resumed["best"]
+        epochs_since_best, history = resumed["epochs_since_best"], resumed["history"]
+        log(f"resuming {config.resume} after epoch {resumed['epoch']} (best so far: epoch {best['epoch']})")
+
+    train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment))
+    validation_set = ImageDataset(data.validation, input_size)
+    # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
+    # epoch starts, so a resumed run repeats exactly what the uninterrupted run would have done.
+    sampler_generator, loader_generator = torch.Generator(), torch.Generator()
+    if processes.distributed:
+        sampler = torch.utils.data.DistributedSampler(
+            train_set, num_replicas=processes.world_size, rank=processes.rank, seed=config.seed, drop_last=True
+        )
+    else:
+        sampler = torch.utils.data.RandomSampler(train_set, generator=sampler_generator)
+    loader = torch.utils.data.DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        drop_last=True,  # a batch of one would break batch normalisation in the head
+        persistent_workers=False,  # new workers each epoch, seeded from loader_generator
+        pin_memory=device.type == "cuda",
+        generator=loader_generator,  # seeds the workers' augmentations
+    )
+    eval_options = {
+        "device": device,
+        "precision": precision,
+        "batch_size": config.batch_size * 2,
+        "workers": config.workers,
+        "processes": processes,
+    }
+
+    validation_seconds = None
+
+    def should_stop(seconds_per_image: float) -> bool:
+        # Keep enough time to validate (estimated from the training speed until one validation has run), save
+        # and package: a forward pass costs about a third of a training step.
+        if deadline is None:
+            return False
+        estimate = validation_seconds or len(data.validation) / processes.world_size * seconds_per_image / 2.5
+        flag = torch.tensor(float(time.monotonic() > deadline - 1.25 * estimate - 10))
+        if processes.distributed:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    stopped_because = f"reached the last epoch ({config.epochs})"
+    if processes.is_main:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for epoch in range(start_epoch, config.epochs + 1):
+        if epoch > start_epoch and should_stop(0.0):
+            stopped_because = "time budget (--max-minutes)"
+            break
+        if isinstance(sampler, torch.utils.data.DistributedSampler):
+            sampler.set_epoch(epoch)
+        epoch_seed = (config.seed * 100_003 + epoch) * 101 + processes.rank
+        sampler_generator.manual_seed(epoch_seed)
+        loader_generator.manual_seed(epoch_seed + 1)
+        torch.manual_seed(epoch_seed + 2)
+        random.seed(epoch_seed + 3)  # augmentations drawn in this process (--workers 0)
+        bar = tqdm(
+            total=len(loader),
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not (config.progress and processes.is_main),
+            file=sys.stderr,
+        )
+        stats = train_one_epoch(
+            model, loader, optimizer, loss_fn, device=device, precision=precision, scaler=scaler,
+            should_stop=should_stop if deadline else None, bar=bar,
+        )  # fmt: skip
+        _average_buffers(module, processes)
+        validation_started = time.monotonic()
+        metrics, labels, scores = evaluate(model, validation_set, **eval_options)
+        validation_seconds = time.monotonic() - validation_started
+        scheduler.step(metrics["roc_auc"])
+        improved = best is None or metrics["roc_auc"] > best["roc_auc"] + 1e-6
+        if improved:
+            best = {
+                "epoch": epoch,
+                "roc_auc": metrics["roc_auc"],
+                "model": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+                "scores": torch.from_numpy(scores.astype(np.float32)),
+                "labels": torch.from_numpy(labels.astype(np.int64)),
+            }
+            epochs_since_best = 0
+        else:
+            epochs_since_best += 1
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(stats["loss"], 5),
+                "train_images": stats["images"] * processes.world_size,
+                "partial": stats["partial"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(stats["seconds"] + validation_seconds, 1),
+                "validation": {k: metrics[k] for k in ("roc_auc", "average_precision", "accuracy", "f1")},
+            }
+        )
+        bar.set_postfix(
+            loss=f"{stats['loss']:.4f}",
+            val_auc=f"{metrics['roc_auc']:.4f}",
+            val_acc=f"{metrics['accuracy']:.4f}",
+            best=f"{best['roc_auc']:.4f}@{best['epoch']}",
+        )
+        bar.close()
+        if processes.is_main:
+            checkpoint = {
+                "format": CHECKPOINT_FORMAT,
+                "architecture": arch.name,
+                "input_size": input_size,
+                "epoch": epoch,
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "best": best,
+                "epochs_since_best": epochs_since_best,
+                "history": history,
+                "config": config.as_dict(),
+            }
+            save_checkpoint(checkpoint, checkpoint_dir / "last.pth")
+            if improved:
+                save_checkpoint({**checkpoint, "best": None, "model": best["model"]}, checkpoint_dir / "best.pth")
+        if stats["partial"]:
+            stopped_because = "time budget (--max-minutes)"
+            break
+        if epochs_since_best >= config.patience:
+            stopped_because = f"early stopping: no better validation ROC-AUC for {config.patience} epochs"
+            break
+    if best is None:
+        raise MLError("The time budget ran out before one epoch could be trained; give a larger --max-minutes.")
+
+    module.load_state_dict(best["model"])
+    digests = [state_digest(module)]
+    if processes.distributed:
+        digests = [None] * processes.world_size
+        dist.all_gather_object(digests, state_digest(module))
+    labels, scores = best["labels"].numpy(), best["scores"].numpy().astype(np.float64)
+    threshold = choose_threshold(labels, scores)
+    metrics = compute_metrics(labels, scores, threshold)
+    card = {
+        "name": config.name or f"{arch.name} trained on {Path(config.data_dir).name}",
+        "version": time.strftime("%Y.%m.%d-%H%M", time.gmtime()),
+        "architecture": arch.name,
+        "input_size": input_size,
+        "threshold": threshold,
+        "threshold_rule": THRESHOLD_RULE,
+        "metrics": {"validation": metrics},
+        "data": {"description": f"real/ and fake/ images from {config.data_dir}", **data.description},
+        "training": {
+            "hyperparameters": {
+                "optimizer": "AdamW",
+                "lr": config.lr,
+                "weight_decay": config.weight_decay,
+                "batch_size": config.batch_size,
+                "scheduler": f"ReduceLROnPlateau on validation ROC-AUC (factor {config.lr_factor}, "
+                f"patience {config.lr_patience})",
+                "early_stopping_patience": config.patience,
+                "max_epochs": config.epochs,
+                "max_minutes": config.max_minutes,
+                "loss": "binary cross-entropy on the fake logit, positive weight = real/fake training ratio",
+                "augmentation": config.augment.as_dict(),
+                "seed": config.seed,
+                "pretrained": pretrained,
+            },
+            "epochs_run": len(history),
+            "best_epoch": best["epoch"],
+            "stopped_because": stopped_because,
+            "history": history,
+            "duration_s": round(time.monotonic() - started, 1),
+            "device": str(device),
+            "precision": precision,
+            "threads_per_process": torch.get_num_threads(),
+            "distributed": {
+                "world_size": processes.world_size,
+                "backend": processes.backend,
+                "weights_sha256_per_rank": digests,
+            },
+            "resumed_from": str(config.resume) if config.resume else None,
+        },
+        **config.card_extra,
+    }
+    if processes.is_main:
+        card = write_package(module, package_dir, card)
+    if processes.distributed:
+        dist.barrier()  # the package exists before any rank returns
+    return TrainingResult(
+        package_dir=package_dir if processes.is_main else None,
+        card=card,
+        metrics=metrics,
+        checkpoint_dir=checkpoint_dir,
+        history=history,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults, augment = TrainConfig(Path(), Path()), AugmentConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("data_dir", type=Path, help="folder with real/ and fake/ images")
+    parser.add_argument("--output", type=Path, required=True, help="run folder: package/ and checkpoints/")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=defaults.architecture)
+    parser.add_argument("--input-size", type=int, help="pixels per side (default: the architecture's, 224)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--lr-factor", type=float, default=defaults.lr_factor)
+    parser.add_argument("--lr-patience", type=int, default=defaults.lr_patience)
+    parser.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience (epochs)")
+    parser.add_argument("--val-dir", type=Path, help="a separate validation folder with real/ and fake/")
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="PyTorch threads (default: one per core); 1 is faster when other work keeps the cores busy",
+    )
+    parser.add_argument("--max-minutes", type=float, help="wall-time budget for the whole run")
+    parser.add_argument("--resume", type=Path, help="a checkpoints/last.pth to continue")
+    parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=defaults.pretrained)
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1…")
+    parser.add_argument("--blur-prob", type=float, default=augment.blur_prob)
+    parser.add_argument("--jpeg-prob", type=float, default=augment.jpeg_prob)
+    parser.add_argument("--crop-scale", type=float, default=augment.crop_scale, help="1 disables random crops")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=augment.flip)
+    parser.add_argument("--name", help="the model's name in its card")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        data_dir=args.data_dir,
+        output_dir=args.output,
+        architecture=args.architecture,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        lr_factor=args.lr_factor,
+        lr_patience=args.lr_patience,
+        patience=args.patience,
+        val_dir=args.val_dir,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        workers=args.workers,
+        threads=args.threads,
+        max_minutes=args.max_minutes,
+        resume=args.resume,
+        pretrained=args.pretrained,
+        precision=args.precision,
+        device=args.device,
+        augment=AugmentConfig(
+            blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob, crop_scale=args.crop_scale, flip=args.flip
+        ),
+        name=args.name,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    try:
+        result = train(config_from_args(args))
+    except MLError as exc:
+        if main_rank:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if main_rank:
+            print(f"interrupted; continue with --resume {args.output / 'checkpoints' / 'last.pth'}", file=sys.stderr)
+        return 130
+    if result.package_dir is not None:
+        m, training = result.metrics, result.card["training"]
+        print(
+            f"wrote {result.package_dir} ({training['epochs_run']} epochs, best {training['best_epoch']}, "
+            f"{training['duration_s']:.0f} s; {training['stopped_because']})\n"
+            f"validation: roc_auc {m['roc_auc']:.4f}  average_precision {m['average_precision']:.4f}  "
+            f"accuracy {m['accuracy']:.4f}  f1 {m['f1']:.4f}  threshold {result.card['threshold']:.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
