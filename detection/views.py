@@ -11,6 +11,7 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -121,7 +122,11 @@ def analysis_detail(request, public_id):
 @require_GET
 def analysis_status(request, public_id):
     """The polled fragment: it polls again while the analysis is unfinished and stops once it is done or failed."""
-    analysis = _analysis_or_404(request, public_id)
+    try:
+        analysis = selectors.analysis_get(user=request.user, public_id=public_id)
+    except Analysis.DoesNotExist:
+        # Deleted meanwhile (in another tab): the fragment says so, and its 404 ends the polling.
+        return render(request, "detection/_analysis_gone.html", status=404)
     if request.GET.get("compact"):
         slow_poll = analysis.status == Analysis.Status.QUEUED and analysis.enqueued_at is None
         return render(request, "detection/_analysis_card.html", {"analysis": analysis, "slow_poll": slow_poll})
@@ -195,7 +200,10 @@ def analysis_history(request):
         "has_any": page.paginator.count > 0 or selectors.analysis_list(user=request.user).exists(),
     }
     template = "detection/_history_results.html" if request.htmx else "detection/history.html"
-    return render(request, template, context, status=200 if form.is_valid() else 400)
+    response = render(request, template, context, status=200 if form.is_valid() else 400)
+    # The same address answers with the whole page or only the results: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required

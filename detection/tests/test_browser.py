@@ -137,7 +137,7 @@ def test_sign_up_upload_see_result_find_export_delete(
     # Upload a real JPEG together with two files the page refuses itself (the server's refusals, which the browser
     # logs as failed requests, are covered by test_pages_upload): each file gets its own outcome.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Analyse").click()
-    page.get_by_role("heading", name="Analyse images").wait_for()
+    page.wait_for_load_state()  # the page's scripts (deferred) are listening from here on
     page.set_input_files(
         "#id_files",
         [
@@ -159,6 +159,7 @@ def test_sign_up_upload_see_result_find_export_delete(
 
     # The result page: verdict, meter, chart, original and overlay with a working opacity slider.
     good.get_by_role("link", name="View result").click()
+    page.wait_for_load_state()
     verdict = page.locator("p.verdict")
     assert verdict.inner_text() == {"real": "Real", "fake": "Fake", "uncertain": "Uncertain"}[analysis.verdict]
     assert page.get_by_role("meter", name="Confidence").get_attribute("aria-valuenow") == str(
@@ -176,6 +177,7 @@ def test_sign_up_upload_see_result_find_export_delete(
 
     # Find it in the history by its name (htmx replaces the results as one types).
     page.get_by_role("navigation", name="Main").get_by_role("link", name="History").click()
+    page.wait_for_load_state()
     page.get_by_label("File name").fill("holi")
     page.wait_for_url("**/analyses/?q=holi*")
     rows = page.locator(".history-table tbody tr")
@@ -212,6 +214,58 @@ def test_sign_up_upload_see_result_find_export_delete(
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     page.reload()
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+
+    assert guard.errors == [], f"console errors: {guard.errors}"
+    assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"
+
+
+def test_drop_paste_and_keyboard(live_server, browser_context, active_model, user, password, make_image_bytes):
+    context, guard = browser_context
+    page = context.new_page()
+    guard.watch(page)
+    page.goto(live_server.url + "/accounts/login/")
+    page.locator("#id_username").fill(user.username)
+    page.locator("#id_password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(live_server.url + "/analyses/new/")  # returns once the page has loaded, scripts included
+
+    # The file picker is reachable with the keyboard, and its button shows where the focus is.
+    for _ in range(20):
+        if page.evaluate("document.activeElement.id") == "id_files":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "id_files"
+    outline = page.locator("label[for=id_files]").evaluate("label => getComputedStyle(label).outlineStyle")
+    assert outline == "solid"
+
+    # A PNG dropped on the zone and a WebP pasted anywhere on the page are analysed like picked files.
+    dropped = list(make_image_bytes(300, 200, fmt="PNG", seed=11))
+    pasted = list(make_image_bytes(260, 180, fmt="WEBP", seed=12))
+    page.evaluate(
+        """([dropped, pasted]) => {
+            const transfer = (bytes, name, type) => {
+                const data = new DataTransfer();
+                data.items.add(new File([new Uint8Array(bytes)], name, { type }));
+                return data;
+            };
+            const zone = document.getElementById("dropzone");
+            const drop = transfer(dropped, "dropped.png", "image/png");
+            zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: drop, bubbles: true, cancelable: true }));
+            zone.dispatchEvent(new DragEvent("drop", { dataTransfer: drop, bubbles: true, cancelable: true }));
+            const paste = transfer(pasted, "image.webp", "image/webp");
+            const options = { clipboardData: paste, bubbles: true, cancelable: true };
+            document.dispatchEvent(new ClipboardEvent("paste", options));
+        }""",
+        [dropped, pasted],
+    )
+    items = page.locator("#upload-list > li")
+    for name in ("dropped.png", "pasted-image-1.webp"):
+        items.filter(has_text=name).get_by_role("link", name="View result").wait_for(timeout=RESULT_TIMEOUT_MS)
+    analyses = Analysis.objects.filter(owner=user).order_by("original_name")
+    assert [(a.original_name, a.media_type, a.status) for a in analyses] == [
+        ("dropped.png", "image/png", "done"),
+        ("pasted-image-1.webp", "image/webp", "done"),
+    ]
 
     assert guard.errors == [], f"console errors: {guard.errors}"
     assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"

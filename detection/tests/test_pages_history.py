@@ -161,6 +161,7 @@ def test_htmx_filtering_answers_with_the_results_only(user_client, mixed):
     assert "<html" not in html and 'id="history-filters"' not in html
     assert listed(response) == ["beach-fake.jpg"]
     assert f'href="{CSV_URL}?verdict=fake"' in html
+    assert "HX-Request" in response["Vary"]
 
 
 def test_csv_export_has_the_filtered_own_analyses(user_client, user, mixed):

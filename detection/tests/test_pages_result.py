@@ -95,6 +95,16 @@ def test_the_live_fragment_polls_while_unfinished_and_stops_when_finished(user_c
     assert "hx-get" not in compact_done and "View result" in compact_done
 
 
+def test_polling_an_analysis_deleted_meanwhile_says_so_and_stops(user_client, analysis):
+    status_url = url("analysis_status", analysis)
+    Analysis.objects.filter(pk=analysis.pk).delete()
+
+    response = user_client.get(status_url + "?compact=1", HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 404
+    assert "This analysis no longer exists" in response.content.decode() and "hx-get" not in response.content.decode()
+
+
 def test_a_failed_analysis_shows_its_reason_and_stops_polling(user_client, analysis):
     Analysis.objects.filter(pk=analysis.pk).update(
         status=Analysis.Status.FAILED, error_message="The image could not be decoded: it is truncated."
