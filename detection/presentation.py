@@ -25,6 +25,7 @@ METRIC_LABELS = {
 
 CHART_TRACK_X = 64  # where the bars start, after their labels
 CHART_TRACK_WIDTH = 200  # the length of a bar at probability 1
+SPLIT_ORDER = ["validation", "test", "evaluation"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def metrics_table(metrics: dict) -> tuple[list[str], list[tuple[str, list]]]:
     splits = {name: values for name, values in metrics.items() if isinstance(values, dict)}
     if not splits:
         splits = {"validation": metrics}
-    columns = list(splits)
+    # PostgreSQL's jsonb does not keep key order: put the usual splits in reading order, any others after them.
+    columns = sorted(splits, key=lambda name: SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER))
     keys = [key for key in METRIC_LABELS if any(key in values for values in splits.values())]
     rows = [(METRIC_LABELS[key], [splits[column].get(key) for column in columns]) for key in keys]
     return [column.replace("_", " ").capitalize() for column in columns], rows
