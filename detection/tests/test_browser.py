@@ -104,7 +104,7 @@ def screenshots(page, artifacts: Path, name: str) -> None:
         for theme in THEMES:
             page.emulate_media(color_scheme=theme)
             page.wait_for_function("theme => document.documentElement.dataset.theme === theme", arg=theme)
-            page.screenshot(path=artifacts / f"{name}-{width}-{theme}.png", full_page=True)
+            page.screenshot(path=artifacts / f"{name}-{width}-{theme}.png", full_page=True, animations="disabled")
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{name} is {overflow} px wider than a {width} px screen"
     page.set_viewport_size({"width": 1280, "height": 900})
