@@ -245,3 +245,14 @@ def test_bulk_delete_of_only_someone_elses_is_404(user_client, other_user, mixed
 
 def test_bulk_delete_needs_post(user_client):
     assert user_client.get(BULK_URL).status_code == 405
+
+
+def test_the_verdict_filter_agrees_with_the_verdict_shown(user_client, user, settings):
+    settings.UNCERTAIN_MARGIN = 0.1
+    # Around both edges of the uncertain band, including values that land on them exactly.
+    for p_fake in (0.0, 0.3, 0.39, 0.4, 0.41, 0.45, 0.5, 0.55, 0.59, 0.6, 0.61, 0.7, 1.0):
+        make_analysis(user, f"p-{p_fake:.2f}.jpg", p_fake=p_fake)
+
+    for verdict in ("real", "fake", "uncertain"):
+        shown = {a.original_name for a in Analysis.objects.filter(owner=user) if a.verdict == verdict}
+        assert set(listed(user_client.get(HISTORY_URL, {"verdict": verdict}))) == shown, verdict
