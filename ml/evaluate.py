@@ -132,6 +132,7 @@ def evaluate_package(
     output_dir: Path | str,
     weights: Path | str | None = None,
     architecture: str | None = None,
+    card: dict | None = None,
     input_size: int | None = None,
     threshold: float | None = None,
     subset: str = "all",
@@ -144,7 +145,8 @@ def evaluate_package(
     """Evaluate a model package (or bare weights with their architecture) on data_dir/real and data_dir/fake.
 
     The package's card gives the architecture, input size and threshold; arguments override them. Bare weights
-    use the architecture's default input size and a 0.5 threshold unless told otherwise. subset="validation"
+    take them from `card` (e.g. a registered model's settings and card) or use the architecture's default input
+    size and a 0.5 threshold. subset="validation"
     evaluates only the validation part of the split the card records (same seed and fraction), so a model can be
     re-evaluated on images it did not train on. Writes report.json, roc.png and pr.png in output_dir and returns
     the report.
@@ -158,8 +160,8 @@ def evaluate_package(
             raise MLError("Give a model package, or a weights file together with its architecture.")
         arch = get_architecture(architecture)
         model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
-        card = {"architecture": arch.name, "input_size": arch.default_input_size}
-        source = {"weights": str(Path(weights).resolve())}
+        card = {"input_size": arch.default_input_size, **(card or {}), "architecture": arch.name}
+        source = {"weights": str(Path(weights).resolve()), "name": card.get("name"), "version": card.get("version")}
     input_size = input_size or card["input_size"]
     if threshold is not None:
         threshold_source = "given"

@@ -588,7 +588,7 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
     metrics = compute_metrics(labels, scores, threshold)
     card = {
         "name": config.name or f"{arch.name} trained on {Path(config.data_dir).name}",
-        "version": time.strftime("%Y.%m.%d-%H%M", time.gmtime()),
+        "version": time.strftime("%Y.%m.%d-%H%M%S", time.gmtime()),
         "architecture": arch.name,
         "input_size": input_size,
         "threshold": threshold,
@@ -646,14 +646,20 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults, augment = TrainConfig(Path(), Path()), AugmentConfig()
     parser = argparse.ArgumentParser(
         prog="python -m ml.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = True) -> None:
+    """The training options, shared by `python -m ml.train` and `manage.py train_detector`."""
+    defaults, augment = TrainConfig(Path(), Path()), AugmentConfig()
     parser.add_argument("data_dir", type=Path, help="folder with real/ and fake/ images")
-    parser.add_argument("--output", type=Path, required=True, help="run folder: package/ and checkpoints/")
+    parser.add_argument("--output", type=Path, required=output_required, help="run folder: package/ and checkpoints/")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=defaults.architecture)
     parser.add_argument("--input-size", type=int, help="pixels per side (default: the architecture's, 224)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -683,7 +689,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=augment.flip)
     parser.add_argument("--name", help="the model's name in its card")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
