@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from celery import shared_task
 from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.utils import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -66,6 +66,16 @@ def _in_process_executor() -> ThreadPoolExecutor:
         return _executor
 
 
+def _release_connections() -> None:
+    """Close this thread's database connections after a job: an executor thread may idle for hours, and an idle
+    connection it kept would hold a server slot (and stop a test database from being dropped). Run inline in the
+    request's own thread, the request's connections are left to Django."""
+    if threading.current_thread() is not threading.main_thread():
+        connections.close_all()
+    else:
+        close_old_connections()
+
+
 def _run_in_process(analysis_id: int, task_id: str) -> None:
     close_old_connections()
     try:
@@ -73,7 +83,7 @@ def _run_in_process(analysis_id: int, task_id: str) -> None:
     except Exception:
         logger.exception("In-process analysis %s failed", analysis_id)
     finally:
-        close_old_connections()
+        _release_connections()
 
 
 def analysis_submit(*, analysis_id: int) -> bool:
@@ -130,7 +140,7 @@ def _run_model_job_in_process(function, object_id: int) -> None:
     except Exception:
         logger.exception("In-process %s(%s) failed", function.__name__, object_id)
     finally:
-        close_old_connections()
+        _release_connections()
 
 
 def _submit_model_job(task, object_id: int) -> bool:

@@ -12,6 +12,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_health_is_200_with_the_database_up_and_a_model_active(client, active_model):
+    from ml.runtime import DETECTORS
+
+    DETECTORS.clear()  # earlier tests in this process may have loaded it
+
     response = client.get("/health")
 
     assert response.status_code == 200
@@ -26,6 +30,16 @@ def test_health_is_200_with_the_database_up_and_a_model_active(client, active_mo
         "architecture": "resnet18",
         "loaded_in_this_process": False,
     }
+
+
+def test_health_says_when_this_process_has_the_model_loaded(client, active_model):
+    from detection import inference
+    from ml.runtime import DETECTORS
+
+    DETECTORS.clear()
+    inference.detector_for(active_model)
+
+    assert client.get("/health").json()["checks"]["model"]["loaded_in_this_process"] is True
 
 
 def test_health_is_503_without_an_active_model(client):
