@@ -4,6 +4,7 @@ import csv
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.http import FileResponse
 from django.urls import reverse
 
 from detection.models import Analysis
@@ -189,3 +190,16 @@ def analyses_write_csv(analyses, out) -> None:
                 analysis.error_message,
             )
         )
+
+
+PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
+
+
+def picture_response(analysis: Analysis, kind: str, handle) -> FileResponse:
+    """One of an analysis's pictures, streamed from an open storage file, for its owner's browser cache only."""
+    extension = getattr(analysis, kind).name.rsplit(".", 1)[-1].lower()
+    content_type = analysis.media_type if kind == "original" else PICTURE_TYPES.get(extension, "image/png")
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Disposition"] = f'inline; filename="{analysis.public_id}-{kind}.{extension}"'
+    return response

@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,7 +22,6 @@ from detection.models import Analysis
 
 HISTORY_PAGE_SIZE = 20
 # Pictures are served by type from their stored extension; originals carry their checked media type.
-PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
 
 @dataclass(frozen=True)
@@ -147,12 +146,7 @@ def analysis_image(request, public_id, kind):
         handle = field.open("rb")
     except (FileNotFoundError, OSError):
         raise Http404("The picture is no longer stored.") from None
-    extension = field.name.rsplit(".", 1)[-1].lower()
-    content_type = analysis.media_type if kind == "original" else PICTURE_TYPES.get(extension, "image/png")
-    response = FileResponse(handle, content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
-    response["Content-Disposition"] = f'inline; filename="{analysis.public_id}-{kind}.{extension}"'
-    return response
+    return presentation.picture_response(analysis, kind, handle)
 
 
 @login_required

@@ -2,7 +2,6 @@
 
 import time
 
-from django.http import FileResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,7 +13,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from detection import selectors, services
+from detection import presentation, selectors, services
 from detection.api import examples
 from detection.api.errors import error_body, error_json_response
 from detection.api.serializers import (
@@ -32,7 +31,6 @@ from detection.models import Analysis
 
 # How often a waiting upload looks at its analysis again.
 WAIT_POLL_SECONDS = 0.2
-PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
 
 class Pagination(PageNumberPagination):
@@ -243,12 +241,7 @@ class AnalysisImageView(APIView):
             handle = field.open("rb")
         except OSError:
             raise NotFound(f"The {kind} picture is no longer stored.") from None
-        extension = field.name.rsplit(".", 1)[-1].lower()
-        content_type = analysis.media_type if kind == "original" else PICTURE_TYPES.get(extension, "image/png")
-        response = FileResponse(handle, content_type=content_type)
-        response["Cache-Control"] = "private, max-age=3600"
-        response["Content-Disposition"] = f'inline; filename="{analysis.public_id}-{kind}.{extension}"'
-        return response
+        return presentation.picture_response(analysis, kind, handle)
 
 
 class DetectorModelListView(GenericAPIView):
