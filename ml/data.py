@@ -131,16 +131,67 @@ def scan_folder(root: Path | str, *, progress: bool = False, threads: int | None
     return folder
 
 
-def stratified_split(samples: Sequence[Sample], *, val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Split each class separately, so both parts keep the class balance; the same seed gives the same split."""
+def pair_key(sample: Sample) -> str:
+    """The name that pairs real/NAME with fake/NAME: the path below the class folder, without its suffix."""
+    parts = sample.path.with_suffix("").parts
+    for position in range(len(parts) - 2, -1, -1):
+        if parts[position] == CLASSES[sample.label]:
+            return "/".join(parts[position + 1 :])
+    return sample.path.stem
+
+
+def find_pairs(samples: Sequence[Sample]) -> tuple[list[tuple[int, int]], list[int]]:
+    """(real index, fake index) of every real/NAME with a fake/NAME, and the indices of the samples left over."""
+    reals = {pair_key(s): i for i, s in enumerate(samples) if s.label == REAL}
+    fakes = {pair_key(s): i for i, s in enumerate(samples) if s.label == FAKE}
+    pairs = [(reals[key], fakes[key]) for key in sorted(reals.keys() & fakes.keys())]
+    paired = {i for pair in pairs for i in pair}
+    return pairs, [i for i in range(len(samples)) if i not in paired]
+
+
+def stratified_split(
+    samples: Sequence[Sample], *, val_fraction: float, seed: int, paired: bool = False
+) -> tuple[list[Sample], list[Sample]]:
+    """Split each class separately, so both parts keep the class balance; the same seed gives the same split.
+
+    paired: real/NAME and fake/NAME go to the same part, so validation never holds the real picture behind a fake
+    that training saw (or the other way round). Pairs are split first, the other images per class as usual.
+    """
     if not 0 < val_fraction < 1:
         raise TrainingDataError(f"The validation fraction must be between 0 and 1, not {val_fraction}.")
+    pairs, others = find_pairs(samples) if paired else ([], [])
+    if not pairs:
+        return _split_by_class(samples, val_fraction=val_fraction, seed=seed)
+    order = sorted(pairs, key=lambda pair: pair_key(samples[pair[0]]))
+    random.Random(f"{seed}:pairs").shuffle(order)
+    n_validation = min(max(1, round(len(order) * val_fraction)), len(order) - 1)
+    if n_validation < 1:
+        raise TrainingDataError(
+            "There is 1 real/fake pair: too few to hold out images for validation and still train. "
+            "Add images or give --val-dir."
+        )
+    train = [samples[i] for pair in order[n_validation:] for i in pair]
+    validation = [samples[i] for pair in order[:n_validation] for i in pair]
+    if others:
+        more_train, more_validation = _split_by_class(
+            [samples[i] for i in others], val_fraction=val_fraction, seed=seed, allow_empty=True
+        )
+        train, validation = train + more_train, validation + more_validation
+    return train, validation
+
+
+def _split_by_class(
+    samples: Sequence[Sample], *, val_fraction: float, seed: int, allow_empty: bool = False
+) -> tuple[list[Sample], list[Sample]]:
     train, validation = [], []
     for label, name in enumerate(CLASSES):
         members = sorted((s for s in samples if s.label == label), key=lambda s: str(s.path))
         random.Random(f"{seed}:{name}").shuffle(members)
-        n_validation = max(1, round(len(members) * val_fraction))
-        if len(members) - n_validation < 1:
+        if allow_empty:  # images left over beside pairs: a class may have none, or too few to split
+            n_validation = round(len(members) * val_fraction) if len(members) > 1 else 0
+        else:
+            n_validation = max(1, round(len(members) * val_fraction))
+        if len(members) - n_validation < 1 and not allow_empty:
             raise TrainingDataError(
                 f"The {name} class has {len(members)} readable image(s): too few to hold out "
                 f"{val_fraction:.0%} for validation and still train. Add images or give --val-dir."
@@ -156,9 +207,11 @@ def load_training_data(
     val_dir: Path | str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    paired: bool = False,
     progress: bool = False,
 ) -> TrainingData:
-    """Training and validation samples: a seeded stratified split of data_dir, or all of val_dir for validation."""
+    """Training and validation samples: a seeded stratified split of data_dir (keeping real/fake pairs together
+    when paired), or all of val_dir for validation."""
     folder = scan_folder(data_dir, progress=progress)
     description = {
         "train_dir": str(Path(data_dir).resolve()),
@@ -176,11 +229,59 @@ def load_training_data(
             skipped_examples=[f"{s.path}: {s.reason}" for s in skipped[:10]],
         )
     else:
-        train, validation = stratified_split(folder.samples, val_fraction=val_fraction, seed=seed)
+        train, validation = stratified_split(folder.samples, val_fraction=val_fraction, seed=seed, paired=paired)
         skipped = folder.skipped
         description.update(split="stratified random split", val_fraction=val_fraction, split_seed=seed)
+        if paired:
+            description["split"] = "stratified random split, real/fake pairs kept together"
+            description["paired"] = True
     description["counts"] = {"train": count_classes(train), "validation": count_classes(validation)}
     return TrainingData(train=train, validation=validation, skipped=skipped, description=description)
+
+
+class PairedBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches that hold whole real/fake pairs (batch_size // 2 of them), in a random order drawn from `generator`.
+
+    A detector that sees a picture and its manipulated copy side by side learns from their difference, not from
+    what the pictures show, which makes artifact detectors learn several times faster. Images without a partner
+    are batched among themselves after the pairs. With several processes, each takes every world_size-th batch.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        batch_size: int,
+        *,
+        generator: torch.Generator,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.pairs, self.others = find_pairs(samples)
+        self.batch_size, self.generator = batch_size, generator
+        self.rank, self.world_size = rank, world_size
+
+    def _all_batches(self) -> list[list[int]]:
+        per_batch = max(1, self.batch_size // 2)
+        order = torch.randperm(len(self.pairs), generator=self.generator).tolist()
+        batches = [
+            [i for k in order[start : start + per_batch] for i in self.pairs[k]]
+            for start in range(0, len(order) - per_batch + 1, per_batch)
+        ]
+        others = [self.others[k] for k in torch.randperm(len(self.others), generator=self.generator).tolist()]
+        batches += [
+            others[start : start + self.batch_size]
+            for start in range(0, len(others) - self.batch_size + 1, self.batch_size)
+        ]
+        return batches
+
+    def __len__(self) -> int:
+        per_batch = max(1, self.batch_size // 2)
+        total = len(self.pairs) // per_batch + len(self.others) // self.batch_size
+        return total // self.world_size
+
+    def __iter__(self):
+        batches = self._all_batches()
+        return iter(batches[self.rank :: self.world_size][: len(self)])
 
 
 class ImageDataset(torch.utils.data.Dataset):

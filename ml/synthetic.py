@@ -13,8 +13,9 @@ looks like its input but carries the generator's upsampling fingerprint (periodi
 patterns, missing high frequencies). Every fake comes from one of many randomly drawn networks.
 
 Both classes are JPEG-compressed with the same probability and quality range, so compression never tells them apart.
-Photos are split by columns: the left 75% of every photo feeds training and validation, the right 25% the held-out
-test set, so test crops share no pixels with training crops.
+Flat photo crops (sky, blank walls) are drawn again: they carry no trace of any generator. Photos are split by
+columns: the left 75% of every photo feeds training and validation, the right 25% the held-out test set, so test
+crops share no pixels with training crops.
 """
 
 import io
@@ -54,6 +55,7 @@ UPSAMPLING = ("transposed", "nearest", "bilinear")
 TRAIN_REGION, TEST_REGION = (0.0, 0.75), (0.75, 1.0)  # fractions of each photo's width
 JPEG_PROBABILITY, JPEG_QUALITY = 0.5, (70, 95)
 PROCEDURAL_SHARE = 0.2
+MIN_TEXTURE = 4.0  # photo crops flatter than this (mean grey-level step between neighbours) are drawn again
 
 
 def natural_photos() -> list[tuple[str, Image.Image]]:
@@ -84,8 +86,38 @@ def natural_photos() -> list[tuple[str, Image.Image]]:
     return photos
 
 
-def photo_crop(photo: Image.Image, size: int, rng: np.random.Generator, region: tuple[float, float]) -> Image.Image:
-    """A size × size crop from the given column range of the photo, at a random scale ≤ 1 (only ever shrunk)."""
+def texture(image: Image.Image) -> float:
+    """Mean absolute difference between neighbouring grey levels (0-255): about 0 on a flat area."""
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+
+def photo_crop(
+    photo: Image.Image,
+    size: int,
+    rng: np.random.Generator,
+    region: tuple[float, float],
+    *,
+    min_texture: float = 0.0,
+    tries: int = 20,
+) -> Image.Image:
+    """A size × size crop from the given column range of the photo, at a random scale ≤ 1 (only ever shrunk).
+
+    With min_texture, flat crops (sky, blank walls) are drawn again, up to `tries` times, keeping the most
+    textured: a flat area carries no trace of any generator, so it would only teach the detector to guess.
+    """
+    best, best_texture = None, -1.0
+    for _ in range(max(1, tries)):
+        crop = _photo_crop(photo, size, rng, region)
+        crop_texture = texture(crop) if min_texture else 0.0
+        if crop_texture >= min_texture:
+            return crop
+        if crop_texture > best_texture:
+            best, best_texture = crop, crop_texture
+    return best
+
+
+def _photo_crop(photo: Image.Image, size: int, rng: np.random.Generator, region: tuple[float, float]) -> Image.Image:
     left_edge, right_edge = round(photo.width * region[0]), round(photo.width * region[1])
     available = min(right_edge - left_edge, photo.height)
     side = size if available <= size else round(size * 2 ** rng.uniform(0, np.log2(available / size)))
@@ -225,6 +257,7 @@ def generate_pairs(
     region: tuple[float, float] = TRAIN_REGION,
     generators: int = 32,
     photos: list[tuple[str, Image.Image]] | None = None,
+    min_texture: float = MIN_TEXTURE,
 ) -> tuple[list[Image.Image], list[Image.Image], dict]:
     """`count` real pictures and their `count` fakes (same crops through simulated generators), deterministic per
     seed; returns (reals, fakes, description)."""
@@ -236,7 +269,7 @@ def generate_pairs(
     reals = [procedural_picture(size, rng) for _ in range(n_procedural)]
     for index in range(count - n_procedural):
         _, photo = photos[index % len(photos)]
-        reals.append(photo_crop(photo, size, rng, region))
+        reals.append(photo_crop(photo, size, rng, region, min_texture=min_texture))
     specs = [random_spec(rng) for _ in range(generators)]
     assignment = rng.integers(len(specs), size=count)
     fakes: list[Image.Image | None] = [None] * count
@@ -251,7 +284,9 @@ def generate_pairs(
         "photos": [name for name, _ in photos],
         "procedural": n_procedural,
         "photo_crops": count - n_procedural,
-        "generators": [spec.__dict__ for spec in specs],
+        "min_texture": min_texture,
+        "generators": len(specs),
+        "upsampling": {kind: sum(spec.upsampling == kind for spec in specs) for kind in UPSAMPLING},
     }
     return reals, fakes, description
 
@@ -266,7 +301,11 @@ def write_dataset(
     generators: int = 32,
     photos: list[tuple[str, Image.Image]] | None = None,
 ) -> dict:
-    """Write `count` real and `count` fake images into folder/real and folder/fake; returns a description."""
+    """Write `count` real and `count` fake images into folder/real and folder/fake; returns a description.
+
+    A real picture and the fake made from it share their name (real/3_00012.png, fake/3_00012.jpg), which is how
+    `--paired` training (ml.train) finds the pairs.
+    """
     folder = Path(folder)
     reals, fakes, description = generate_pairs(
         count, size=size, seed=seed, region=region, generators=generators, photos=photos
@@ -276,5 +315,5 @@ def write_dataset(
         (folder / name).mkdir(parents=True, exist_ok=True)
         for index, picture in enumerate(pictures):
             data, suffix = encode(picture, rng)
-            (folder / name / f"{name}_{seed}_{index:05d}{suffix}").write_bytes(data)
+            (folder / name / f"{seed}_{index:05d}{suffix}").write_bytes(data)
     return {**description, "per_class": count, "size": size, "seed": seed, "region": list(region)}

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import sys
@@ -40,7 +41,7 @@ from tqdm import tqdm
 
 from ml.architectures import ARCHITECTURES, get_architecture
 from ml.augment import Augment, AugmentConfig
-from ml.data import ImageDataset, count_classes, load_training_data
+from ml.data import ImageDataset, PairedBatchSampler, count_classes, load_training_data
 from ml.detector import cpu_has_native_bf16
 from ml.errors import MLError, TrainingDataError
 from ml.evaluate import THRESHOLD_RULE, autocast, choose_threshold, compute_metrics, predict_scores
@@ -48,6 +49,7 @@ from ml.package import write_package
 
 CHECKPOINT_FORMAT = "deepfake-detector-checkpoint/1"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+SCHEDULES = ("plateau", "cosine")
 MIN_INPUT_SIZE = 32
 # channels-last runs the convolutions through oneDNN's faster kernels on x86 CPUs (measured: docs/model-results.md).
 MEMORY_FORMAT = torch.channels_last
@@ -69,10 +71,12 @@ class TrainConfig:
     weight_decay: float = 1e-2
     lr_factor: float = 0.5  # ReduceLROnPlateau: multiply the learning rate by this…
     lr_patience: int = 2  # …after this many epochs without a better validation ROC-AUC
+    schedule: str = "plateau"  # or "cosine": from lr down to 0 over the run (over --max-minutes when given)
     patience: int = 5  # early stopping: stop after this many epochs without a better validation ROC-AUC
     val_dir: Path | None = None
     val_fraction: float = 0.2
     seed: int = 0
+    paired: bool = False  # real/NAME and fake/NAME are one picture before and after manipulation: batch them together
     workers: int = 1
     threads: int | None = None  # PyTorch threads for this process; None: PyTorch's default (one per core)
     max_minutes: float | None = None  # wall-time budget for the whole run, validation and packaging included
@@ -96,6 +100,7 @@ class TrainConfig:
             (self.weight_decay < 0, f"--weight-decay cannot be negative ({self.weight_decay})"),
             (not 0 < self.lr_factor < 1, f"--lr-factor must be between 0 and 1, not {self.lr_factor}"),
             (self.lr_patience < 0, f"--lr-patience cannot be negative ({self.lr_patience})"),
+            (self.schedule not in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule}"),
             (self.patience < 1, f"--patience must be at least 1, not {self.patience}"),
             (self.workers < 0, f"--workers cannot be negative ({self.workers})"),
             (self.threads is not None and self.threads < 1, f"--threads must be at least 1, not {self.threads}"),
@@ -255,6 +260,7 @@ def train_one_epoch(
     precision: str = "fp32",
     scaler: torch.amp.GradScaler | None = None,
     should_stop: Callable[[float], bool] | None = None,
+    before_step: Callable[[], None] | None = None,
     bar: tqdm | None = None,
 ) -> dict:
     """One pass over the loader. should_stop(seconds per image so far) is asked before each batch (time budget);
@@ -266,6 +272,8 @@ def train_one_epoch(
         if should_stop is not None and seen and should_stop((time.monotonic() - started) / seen):
             partial = True
             break
+        if before_step is not None:
+            before_step()
         images = images.to(device, non_blocking=True).contiguous(memory_format=MEMORY_FORMAT)
         labels = labels.to(device, non_blocking=True)
         with autocast(device, precision):
@@ -416,6 +424,7 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
             val_dir=config.val_dir,
             val_fraction=config.val_fraction,
             seed=config.seed,
+            paired=config.paired,
             progress=config.progress,
         ),
     )
@@ -455,7 +464,19 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
     # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
     # epoch starts, so a resumed run repeats exactly what the uninterrupted run would have done.
     sampler_generator, loader_generator = torch.Generator(), torch.Generator()
-    if processes.distributed:
+    batching: dict = {"batch_size": config.batch_size, "drop_last": True}  # a batch of one breaks batch norm
+    if config.paired:
+        batching = {
+            "batch_sampler": PairedBatchSampler(
+                data.train,
+                config.batch_size,
+                generator=sampler_generator,
+                rank=processes.rank,
+                world_size=processes.world_size,
+            )
+        }
+        sampler = None
+    elif processes.distributed:
         sampler = torch.utils.data.DistributedSampler(
             train_set, num_replicas=processes.world_size, rank=processes.rank, seed=config.seed, drop_last=True
         )
@@ -463,14 +484,18 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
         sampler = torch.utils.data.RandomSampler(train_set, generator=sampler_generator)
     loader = torch.utils.data.DataLoader(
         train_set,
-        batch_size=config.batch_size,
         sampler=sampler,
         num_workers=config.workers,
-        drop_last=True,  # a batch of one would break batch normalisation in the head
+        **batching,
         persistent_workers=False,  # new workers each epoch, seeded from loader_generator
         pin_memory=device.type == "cuda",
         generator=loader_generator,  # seeds the workers' augmentations
     )
+    if len(loader) == 0:
+        raise TrainingDataError(
+            f"The {len(data.train)} training images do not make one full batch of {config.batch_size} per process "
+            "(pairs and leftover images are batched apart). Add images or lower --batch-size."
+        )
     eval_options = {
         "device": device,
         "precision": precision,
@@ -492,6 +517,21 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
+    cosine = config.schedule == "cosine"
+    total_steps = max(1, config.epochs * len(loader))
+    steps_done = [(start_epoch - 1) * len(loader)]
+
+    def cosine_step() -> None:
+        # Progress through the run: by time when there is a budget (the epochs that fit are not known in advance;
+        # not reproducible on --resume), else by steps. The rate falls from lr to 0 along half a cosine.
+        if deadline is not None:
+            progress = (time.monotonic() - started) / (deadline - started)
+        else:
+            progress = steps_done[0] / total_steps
+        steps_done[0] += 1
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
     stopped_because = f"reached the last epoch ({config.epochs})"
     if processes.is_main:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -501,8 +541,9 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
             break
         if isinstance(sampler, torch.utils.data.DistributedSampler):
             sampler.set_epoch(epoch)
-        epoch_seed = (config.seed * 100_003 + epoch) * 101 + processes.rank
-        sampler_generator.manual_seed(epoch_seed)
+        shared_seed = (config.seed * 100_003 + epoch) * 101  # the same on every rank: one batch order to share
+        epoch_seed = shared_seed + processes.rank
+        sampler_generator.manual_seed(shared_seed)
         loader_generator.manual_seed(epoch_seed + 1)
         torch.manual_seed(epoch_seed + 2)
         random.seed(epoch_seed + 3)  # augmentations drawn in this process (--workers 0)
@@ -515,13 +556,14 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
         )
         stats = train_one_epoch(
             model, loader, optimizer, loss_fn, device=device, precision=precision, scaler=scaler,
-            should_stop=should_stop if deadline else None, bar=bar,
+            should_stop=should_stop if deadline else None, before_step=cosine_step if cosine else None, bar=bar,
         )  # fmt: skip
         _average_buffers(module, processes)
         validation_started = time.monotonic()
         metrics, labels, scores = evaluate(model, validation_set, **eval_options)
         validation_seconds = time.monotonic() - validation_started
-        scheduler.step(metrics["roc_auc"])
+        if not cosine:
+            scheduler.step(metrics["roc_auc"])
         improved = best is None or metrics["roc_auc"] > best["roc_auc"] + 1e-6
         if improved:
             best = {
@@ -601,9 +643,14 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
                 "lr": config.lr,
                 "weight_decay": config.weight_decay,
                 "batch_size": config.batch_size,
-                "scheduler": f"ReduceLROnPlateau on validation ROC-AUC (factor {config.lr_factor}, "
-                f"patience {config.lr_patience})",
+                "scheduler": (
+                    f"ReduceLROnPlateau on validation ROC-AUC (factor {config.lr_factor}, "
+                    f"patience {config.lr_patience})"
+                    if config.schedule == "plateau"
+                    else "cosine decay from lr to 0 over " + ("the time budget" if config.max_minutes else "the epochs")
+                ),
                 "early_stopping_patience": config.patience,
+                "paired_batches": config.paired,
                 "max_epochs": config.epochs,
                 "max_minutes": config.max_minutes,
                 "loss": "binary cross-entropy on the fake logit, positive weight = real/fake training ratio",
@@ -668,10 +715,22 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--lr-factor", type=float, default=defaults.lr_factor)
     parser.add_argument("--lr-patience", type=int, default=defaults.lr_patience)
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=defaults.schedule,
+        help="plateau: ReduceLROnPlateau on the validation ROC-AUC; cosine: lr to 0 over the run or --max-minutes",
+    )
     parser.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience (epochs)")
     parser.add_argument("--val-dir", type=Path, help="a separate validation folder with real/ and fake/")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="real/NAME and fake/NAME (any suffix) are one picture before and after manipulation: keep each pair in "
+        "one batch and on one side of the split",
+    )
     parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
     parser.add_argument(
         "--threads",
@@ -703,10 +762,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay,
         lr_factor=args.lr_factor,
         lr_patience=args.lr_patience,
+        schedule=args.schedule,
         patience=args.patience,
         val_dir=args.val_dir,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        paired=args.paired,
         workers=args.workers,
         threads=args.threads,
         max_minutes=args.max_minutes,

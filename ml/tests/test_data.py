@@ -5,7 +5,17 @@ import pytest
 import torch
 
 from conftest import image_bytes
-from ml.data import FAKE, REAL, ImageDataset, load_training_data, scan_folder, stratified_split
+from ml.data import (
+    FAKE,
+    REAL,
+    ImageDataset,
+    PairedBatchSampler,
+    find_pairs,
+    load_training_data,
+    pair_key,
+    scan_folder,
+    stratified_split,
+)
 from ml.errors import TrainingDataError
 
 
@@ -182,3 +192,74 @@ def test_a_file_that_disappears_during_training_names_the_file(dataset):
 
     with pytest.raises(TrainingDataError, match=samples[0].path.name):
         ImageDataset(samples, 32)[0]
+
+
+@pytest.fixture
+def paired_dataset(tmp_path):
+    """real/NAME.png and fake/NAME.jpg for 10 names, plus 2 real and 1 fake without a partner."""
+    root = tmp_path / "paired"
+    for index in range(10):
+        for name, fmt, suffix in (("real", "PNG", ".png"), ("fake", "JPEG", ".jpg")):
+            (root / name / "set-a").mkdir(parents=True, exist_ok=True)
+            data = image_bytes(24, 24, fmt=fmt, seed=index)
+            (root / name / "set-a" / f"{index:03d}{suffix}").write_bytes(data)
+    fill(root / "real", 2, seed=50)
+    fill(root / "fake", 1, seed=60)
+    return root
+
+
+def test_pairs_are_found_by_their_name_inside_the_class_folder(paired_dataset):
+    samples = scan_folder(paired_dataset).samples
+
+    pairs, others = find_pairs(samples)
+
+    assert len(pairs) == 10 and len(others) == 3
+    for real, fake in pairs:
+        assert samples[real].label == REAL and samples[fake].label == FAKE
+        assert samples[real].path.stem == samples[fake].path.stem
+        assert pair_key(samples[real]) == pair_key(samples[fake]) == f"set-a/{samples[real].path.stem}"
+
+
+def test_a_paired_split_keeps_each_pair_on_one_side(paired_dataset):
+    samples = scan_folder(paired_dataset).samples
+
+    train, validation = stratified_split(samples, val_fraction=0.2, seed=1, paired=True)
+
+    train_keys = {pair_key(s) for s in train if "set-a" in str(s.path)}
+    validation_keys = {pair_key(s) for s in validation if "set-a" in str(s.path)}
+    assert len(validation_keys) == 2 and len(train_keys) == 8 and not train_keys & validation_keys
+    assert len(train) + len(validation) == len(samples)
+    assert (train, validation) == stratified_split(samples, val_fraction=0.2, seed=1, paired=True)
+    # Unpaired, the same folder splits real and fake pictures of one pair apart for some seed.
+    assert any(
+        {pair_key(s) for s in stratified_split(samples, val_fraction=0.2, seed=seed)[1]}
+        & {pair_key(s) for s in stratified_split(samples, val_fraction=0.2, seed=seed)[0]}
+        for seed in range(5)
+    )
+
+
+def test_paired_batches_hold_whole_pairs_and_cover_each_pair_once(paired_dataset):
+    samples = scan_folder(paired_dataset).samples
+    sampler = PairedBatchSampler(samples, 4, generator=torch.Generator().manual_seed(0))
+
+    batches = list(sampler)
+
+    assert len(batches) == len(sampler) == 5  # 10 pairs, 2 per batch; the 3 leftovers make no full batch
+    for batch in batches:
+        assert len(batch) == 4
+        assert sorted(samples[i].label for i in batch) == [REAL, REAL, FAKE, FAKE]
+        assert len({pair_key(samples[i]) for i in batch}) == 2
+    assert len({i for batch in batches for i in batch}) == 20
+
+
+def test_paired_batches_are_shared_out_between_processes(paired_dataset):
+    samples = scan_folder(paired_dataset).samples
+
+    shards = [
+        list(PairedBatchSampler(samples, 4, generator=torch.Generator().manual_seed(3), rank=rank, world_size=2))
+        for rank in (0, 1)
+    ]
+
+    assert len(shards[0]) == len(shards[1]) == 2
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert len(seen) == len(set(seen)) == 16

@@ -128,6 +128,24 @@ def test_training_stops_early_when_validation_stops_improving(data_dir, tmp_path
     assert result.card["data"]["split"] == "explicit validation folder"
 
 
+def test_paired_training_keeps_pairs_together_in_the_split(data_dir, tmp_path):
+    result = train(config(data_dir, tmp_path / "run", paired=True))
+
+    card = result.card
+    assert card["data"]["split"] == "stratified random split, real/fake pairs kept together"
+    assert card["data"]["counts"] == {"train": {"real": 16, "fake": 16}, "validation": {"real": 4, "fake": 4}}
+    assert card["training"]["hyperparameters"]["paired_batches"] is True
+    assert result.history[0]["train_images"] == 32
+
+
+def test_the_cosine_schedule_brings_the_learning_rate_down_to_nearly_zero(data_dir, tmp_path):
+    result = train(config(data_dir, tmp_path / "run", epochs=2, schedule="cosine", lr=1e-3))
+
+    first, last = (h["lr"] for h in result.history)
+    assert 1e-3 > first > last and last < 0.05 * 1e-3
+    assert result.card["training"]["hyperparameters"]["scheduler"] == "cosine decay from lr to 0 over the epochs"
+
+
 def test_resuming_with_another_architecture_says_how_to_continue(one_epoch, data_dir, tmp_path):
     output, _ = one_epoch
 
@@ -173,6 +191,7 @@ def test_too_few_images_for_one_batch_says_what_to_change(data_dir, tmp_path):
         ({"batch_size": 1}, "--batch-size must be at least 2"),
         ({"lr": 0}, "--lr must be positive"),
         ({"threads": 0}, "--threads must be at least 1"),
+        ({"schedule": "step"}, "--schedule must be one of plateau, cosine"),
         ({"input_size": 16}, "input size must be at least 32"),
         ({"architecture": "vgg"}, "Unknown architecture “vgg”"),
     ],
