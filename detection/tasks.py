@@ -8,7 +8,9 @@ request never waits for an analysis either way.
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from celery import shared_task
 from celery.signals import worker_process_init
@@ -53,17 +55,21 @@ def analysis_originals_expire_task() -> None:
         logger.info("Retention: %d originals deleted, %d could not be deleted", report.expired, report.failed)
 
 
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[str, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def _in_process_executor() -> ThreadPoolExecutor:
-    global _executor
+def _single_thread_executor(name: str) -> ThreadPoolExecutor:
+    """The web process's background thread for one kind of work (without a broker), started on first use."""
     with _executor_lock:
-        if _executor is None:
-            # One analysis at a time: PyTorch already uses every core for one image.
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
-        return _executor
+        if name not in _executors:
+            _executors[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _executors[name]
+
+
+def _in_process_executor() -> ThreadPoolExecutor:
+    """One analysis at a time: PyTorch already uses every core for one image."""
+    return _single_thread_executor("analysis")
 
 
 def _release_connections() -> None:
@@ -76,12 +82,13 @@ def _release_connections() -> None:
         close_old_connections()
 
 
-def _run_in_process(analysis_id: int, task_id: str) -> None:
+def _run_in_thread(job: Callable[[], object]) -> None:
+    """Run a job in a background thread of the web process; its failures are logged, never raised."""
     close_old_connections()
     try:
-        services.analysis_run(analysis_id=analysis_id, task_id=task_id)
+        job()
     except Exception:
-        logger.exception("In-process analysis %s failed", analysis_id)
+        logger.exception("In-process job %r failed", job)
     finally:
         _release_connections()
 
@@ -89,7 +96,8 @@ def _run_in_process(analysis_id: int, task_id: str) -> None:
 def analysis_submit(*, analysis_id: int) -> bool:
     """Send the analysis to the workers, or to the in-process runner without a broker; False if the broker is down."""
     if not settings.CELERY_BROKER_URL:
-        _in_process_executor().submit(_run_in_process, analysis_id, f"in-process-{uuid.uuid4()}")
+        job = partial(services.analysis_run, analysis_id=analysis_id, task_id=f"in-process-{uuid.uuid4()}")
+        _in_process_executor().submit(_run_in_thread, job)
         return True
     try:
         analysis_run_task.apply_async(
@@ -121,31 +129,14 @@ def detector_model_evaluate_task(evaluation_id: int) -> None:
     services.detector_model_evaluate(evaluation_id=evaluation_id)
 
 
-_model_jobs: ThreadPoolExecutor | None = None
-
-
 def _model_jobs_executor() -> ThreadPoolExecutor:
-    """Without a broker: a thread of its own, so an hour-long evaluation never holds up people's analyses."""
-    global _model_jobs
-    with _executor_lock:
-        if _model_jobs is None:
-            _model_jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-jobs")
-        return _model_jobs
-
-
-def _run_model_job_in_process(function, object_id: int) -> None:
-    close_old_connections()
-    try:
-        function(object_id)
-    except Exception:
-        logger.exception("In-process %s(%s) failed", function.__name__, object_id)
-    finally:
-        _release_connections()
+    """A thread of its own, so an hour-long evaluation never holds up people's analyses."""
+    return _single_thread_executor("model-jobs")
 
 
 def _submit_model_job(task, object_id: int) -> bool:
     if not settings.CELERY_BROKER_URL:
-        _model_jobs_executor().submit(_run_model_job_in_process, task.run, object_id)
+        _model_jobs_executor().submit(_run_in_thread, partial(task.run, object_id))
         return True
     try:
         task.apply_async(

@@ -28,8 +28,8 @@ CHANGELIST = "admin:detection_detectormodel_changelist"
 class InlineJobs:
     """Stands in for the model-jobs thread: the job runs at once, in the test's thread and transaction."""
 
-    def submit(self, runner, function, object_id):
-        function(object_id)
+    def submit(self, runner, job):
+        job()
 
 
 @pytest.fixture
