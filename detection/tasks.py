@@ -55,6 +55,9 @@ def analysis_originals_expire_task() -> None:
         logger.info("Retention: %d originals deleted, %d could not be deleted", report.expired, report.failed)
 
 
+# Sending a task tries the broker twice, half a second apart: a request never waits long on a broker that is down.
+SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
+
 _executors: dict[str, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
@@ -103,7 +106,7 @@ def analysis_submit(*, analysis_id: int) -> bool:
         analysis_run_task.apply_async(
             args=[analysis_id],
             retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
+            retry_policy=SEND_RETRY_POLICY,
         )
     except (BrokerUnavailable, OSError) as exc:
         logger.warning("Analysis %s stays queued: the broker is unreachable (%s)", analysis_id, exc)
@@ -142,7 +145,7 @@ def _submit_model_job(task, object_id: int) -> bool:
         task.apply_async(
             args=[object_id],
             retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5},
+            retry_policy=SEND_RETRY_POLICY,
         )
     except Exception as exc:  # broker down or refusing: the caller records that nothing was queued
         logger.warning("%s(%s) could not be queued: %s", task.name, object_id, exc)

@@ -14,41 +14,25 @@ from ml.synthetic import write_dataset
 REPO = Path(__file__).resolve().parents[2]
 
 
+def torchrun_train(data: Path, output: Path, *options: str, timeout: int) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 -m ml.train DATA --output OUTPUT --device cpu --no-progress ...`"""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "ml.train", str(data), "--output", str(output), "--device", "cpu", "--no-progress", *options]
+    return subprocess.run(command, cwd=output.parent, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.slow
 def test_two_processes_train_one_model_and_write_one_package(tmp_path):
     write_dataset(tmp_path / "data", 20, size=64, seed=4)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "ml.train",
-        str(tmp_path / "data"),
-        "--output",
-        str(tmp_path / "run"),
-        "--architecture",
-        "resnet18",
-        "--input-size",
-        "64",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--threads",
-        "1",
-        "--device",
-        "cpu",
-        "--no-pretrained",
-        "--no-progress",
-    ]
 
-    finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    finished = torchrun_train(
+        tmp_path / "data",
+        tmp_path / "run",
+        *("--architecture", "resnet18", "--input-size", "64", "--epochs", "2", "--batch-size", "4"),
+        *("--workers", "0", "--threads", "1", "--no-pretrained"),
+        timeout=900,
+    )
 
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert finished.stdout.count("wrote ") == 1  # only rank 0 reports and writes
@@ -68,25 +52,7 @@ def test_two_processes_train_one_model_and_write_one_package(tmp_path):
 
 @pytest.mark.slow
 def test_a_data_problem_is_reported_once_and_every_process_stops(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "ml.train",
-        str(tmp_path / "missing"),
-        "--output",
-        str(tmp_path / "run"),
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
-
-    finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    finished = torchrun_train(tmp_path / "missing", tmp_path / "run", timeout=300)
 
     assert finished.returncode != 0
     assert finished.stderr.count(f"error: The data folder {tmp_path / 'missing'} does not exist.") == 1
