@@ -285,29 +285,40 @@ class PairedBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """(image tensor, label) pairs: decode, optionally augment the decoded picture, then the shared to_array."""
+    """(image tensor, label) pairs: decode, optionally augment the decoded picture, then the shared to_array.
+
+    With cache=True each decoded picture is kept in memory (in each loader process) and augmented afresh every time:
+    decoding is a sixth of a training step on 64-pixel pictures, so small sets train that much faster.
+    """
 
     def __init__(
         self,
         samples: Sequence[Sample],
         input_size: int,
         augment: Callable[[Image.Image], Image.Image] | None = None,
+        *,
+        cache: bool = False,
     ):
         self.samples = list(samples)
         self.input_size = input_size
         self.augment = augment
+        self.cache: dict[int, Image.Image] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
-        try:
-            image = decode_image(sample.path).image
-        except (UnreadableImageError, OSError) as exc:
-            raise TrainingDataError(
-                f"{sample.path} could be read when the data was checked, but not now: {exc}"
-            ) from None
+        image = self.cache.get(index) if self.cache is not None else None
+        if image is None:
+            try:
+                image = decode_image(sample.path).image
+            except (UnreadableImageError, OSError) as exc:
+                raise TrainingDataError(
+                    f"{sample.path} could be read when the data was checked, but not now: {exc}"
+                ) from None
+            if self.cache is not None:
+                self.cache[index] = image
         if self.augment is not None:
             image = self.augment(image)
         return torch.from_numpy(to_array(image, self.input_size)), torch.tensor(float(sample.label))

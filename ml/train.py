@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     paired: bool = False  # real/NAME and fake/NAME are one picture before and after manipulation: batch them together
     workers: int = 1
+    cache_images: bool = False  # keep decoded pictures in memory after the first epoch: for small, small-image sets
     threads: int | None = None  # PyTorch threads for this process; None: PyTorch's default (one per core)
     max_minutes: float | None = None  # wall-time budget for the whole run, validation and packaging included
     resume: Path | None = None
@@ -176,8 +177,8 @@ def resolve_device(device: str, processes: Processes) -> torch.device:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """auto: bf16 autocast on CPUs that compute bf16 natively (AMX, AVX-512 BF16) and on CUDA GPUs that support it,
-    fp16 on older GPUs, else fp32. Measured on an AMX CPU (docs/model-results.md): bf16 trains resnet18 several times
-    faster than fp32 at 128 px and above, but not at 64 px, where the conversions outweigh the gain."""
+    fp16 on older GPUs, else fp32. Measured on an AMX CPU (docs/model-results.md): bf16 trains resnet18 3-4× faster
+    than fp32 at 128 px, and 1.5× faster at 64 px on idle cores."""
     if precision not in PRECISIONS:
         raise MLError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     if precision == "fp16" and device.type != "cuda":
@@ -459,8 +460,8 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
         epochs_since_best, history = resumed["epochs_since_best"], resumed["history"]
         log(f"resuming {config.resume} after epoch {resumed['epoch']} (best so far: epoch {best['epoch']})")
 
-    train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment))
-    validation_set = ImageDataset(data.validation, input_size)
+    train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment), cache=config.cache_images)
+    validation_set = ImageDataset(data.validation, input_size, cache=config.cache_images)
     # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
     # epoch starts, so a resumed run repeats exactly what the uninterrupted run would have done.
     sampler_generator, loader_generator = torch.Generator(), torch.Generator()

@@ -186,6 +186,18 @@ def test_dataset_items_go_through_the_augmentation(dataset):
     np.testing.assert_allclose(flipped_image.numpy(), plain_image.flip(-1).numpy(), atol=1e-5)
 
 
+def test_a_cached_dataset_decodes_each_file_once_and_augments_every_time(dataset):
+    samples = scan_folder(dataset).samples
+    flips = iter([False, True])
+    cached = ImageDataset(samples, 32, augment=lambda image: image.transpose(0) if next(flips) else image, cache=True)
+
+    first, _ = cached[0]
+    samples[0].path.unlink()  # read from memory from now on
+    second, _ = cached[0]
+
+    np.testing.assert_allclose(second.numpy(), first.flip(-1).numpy(), atol=1e-5)
+
+
 def test_a_file_that_disappears_during_training_names_the_file(dataset):
     samples = scan_folder(dataset).samples
     samples[0].path.unlink()
