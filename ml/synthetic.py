@@ -1,8 +1,9 @@
 """Real and fake images the product makes itself, for the starter model: no download, no third-party dataset.
 
 Real: square crops of natural photographs shipped inside installed packages (scikit-image's `skimage.data`,
-scikit-learn's `load_sample_images`), taken at random positions and scales and only ever shrunk (antialiased), so
-they keep a camera's fine detail; plus procedural pictures (fractal-noise colour fields, shapes, sensor noise).
+scikit-learn's `load_sample_images`, matplotlib's sample portrait), taken at random positions and scales and only
+ever shrunk (antialiased), so they keep a camera's fine detail; plus procedural pictures (fractal-noise colour
+fields, shapes, sensor noise).
 
 Fake: the same crops passed through simulated generator pipelines, after Zhang et al. 2019 ("Detecting and
 simulating artifacts in GAN fake images", AutoGAN): a small encoder-decoder network downsamples the crop 2× or 4×
@@ -13,9 +14,9 @@ looks like its input but carries the generator's upsampling fingerprint (periodi
 patterns, missing high frequencies). Every fake comes from one of many randomly drawn networks.
 
 Both classes are JPEG-compressed with the same probability and quality range, so compression never tells them apart.
-Flat photo crops (sky, blank walls) are drawn again: they carry no trace of any generator. Photos are split by
-columns: the left 75% of every photo feeds training and validation, the right 25% the held-out test set, so test
-crops share no pixels with training crops.
+Flat photo crops (sky, blank walls) are drawn again: they carry no trace of any generator. Every photo is split
+in two: its bottom-right quarter feeds the held-out test set, the other three quarters training and validation, so
+test crops share no pixels with training crops; both are cut at the same range of sizes.
 """
 
 import io
@@ -52,9 +53,12 @@ SKIMAGE_PHOTOS = (
     "cell",
 )
 UPSAMPLING = ("transposed", "nearest", "bilinear")
-TRAIN_REGION, TEST_REGION = (0.0, 0.75), (0.75, 1.0)  # fractions of each photo's width
+# A region is one or more rectangles (left, top, right, bottom) in fractions of a photo's width and height.
+Region = tuple[tuple[float, float, float, float], ...]
+TRAIN_REGION: Region = ((0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 0.5))  # all but the bottom-right quarter
+TEST_REGION: Region = ((0.5, 0.5, 1.0, 1.0),)
 JPEG_PROBABILITY, JPEG_QUALITY = 0.5, (70, 95)
-PROCEDURAL_SHARE = 0.2
+PROCEDURAL_SHARE = 0.3
 MIN_TEXTURE = 4.0  # photo crops flatter than this (mean grey-level step between neighbours) are drawn again
 
 
@@ -76,6 +80,22 @@ def natural_photos() -> list[tuple[str, Image.Image]]:
     except ImportError:
         logger.info("scikit-image is not installed; its sample photographs are not used")
     try:
+        import skimage.data
+
+        # A stereo pair: only the left view, since the right one shows the same scene (its test quarter would
+        # show what the left view's training region shows).
+        left, _, _ = skimage.data.stereo_motorcycle()
+        photos.append(("skimage.motorcycle_left", Image.fromarray(np.asarray(left, dtype=np.uint8)).convert("RGB")))
+    except Exception as exc:  # ImportError, or a data package without the file
+        logger.info("skimage.data.stereo_motorcycle is not available: %s", exc)
+    try:
+        from matplotlib import cbook
+
+        with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as portrait:
+            photos.append(("matplotlib.grace_hopper", portrait.convert("RGB")))
+    except Exception as exc:  # ImportError, or a matplotlib build without its sample data
+        logger.info("matplotlib's sample photograph is not available: %s", exc)
+    try:
         from sklearn.datasets import load_sample_images
 
         samples = load_sample_images()
@@ -96,43 +116,64 @@ def photo_crop(
     photo: Image.Image,
     size: int,
     rng: np.random.Generator,
-    region: tuple[float, float],
+    region: Region,
     *,
     min_texture: float = 0.0,
     tries: int = 20,
-) -> Image.Image:
-    """A size × size crop from the given column range of the photo, at a random scale ≤ 1 (only ever shrunk).
+) -> Image.Image | None:
+    """A size × size crop from the given region of the photo, at a random scale ≤ 1 (only ever shrunk), of at
+    most largest_crop_side(photo) pixels before shrinking, whichever the region.
 
-    With min_texture, flat crops (sky, blank walls) are drawn again, up to `tries` times, keeping the most
-    textured: a flat area carries no trace of any generator, so it would only teach the detector to guess.
+    With min_texture, flat crops (sky, blank walls) are drawn again, up to `tries` times, and None comes back when
+    all of them are flat: a flat area carries no trace of any generator, so it would only teach the detector to
+    guess (and, in the test set, measure guessing).
     """
-    best, best_texture = None, -1.0
     for _ in range(max(1, tries)):
         crop = _photo_crop(photo, size, rng, region)
-        crop_texture = texture(crop) if min_texture else 0.0
-        if crop_texture >= min_texture:
+        if not min_texture or texture(crop) >= min_texture:
             return crop
-        if crop_texture > best_texture:
-            best, best_texture = crop, crop_texture
-    return best
+    return None
 
 
-def _photo_crop(photo: Image.Image, size: int, rng: np.random.Generator, region: tuple[float, float]) -> Image.Image:
-    left_edge, right_edge = round(photo.width * region[0]), round(photo.width * region[1])
-    available = min(right_edge - left_edge, photo.height)
+def region_boxes(photo: Image.Image, region: Region) -> list[tuple[int, int, int, int]]:
+    """The region's rectangles in this photo's pixels (left, top, right, bottom)."""
+    w, h = photo.size
+    return [
+        (round(left * w), round(top * h), round(right * w), round(bottom * h)) for left, top, right, bottom in region
+    ]
+
+
+def largest_crop_side(photo: Image.Image) -> int:
+    """The side of the largest square that fits in every rectangle of the training and test regions of this photo.
+
+    Crops from both regions are drawn at sides up to this, so they are shrunk by the same range of factors:
+    a shrunk crop is sharper than one near the camera's own resolution, and a test set of less-shrunk (softer)
+    crops than training would look more like the fakes for a reason that has nothing to do with generators.
+    """
+    return min(
+        min(right - left, bottom - top) for left, top, right, bottom in region_boxes(photo, TRAIN_REGION + TEST_REGION)
+    )
+
+
+def _photo_crop(photo: Image.Image, size: int, rng: np.random.Generator, region: Region) -> Image.Image:
+    rectangles = region_boxes(photo, region)
+    areas = np.array([(right - left) * (bottom - top) for left, top, right, bottom in rectangles], dtype=float)
+    left_edge, top_edge, right_edge, bottom_edge = rectangles[int(rng.choice(len(rectangles), p=areas / areas.sum()))]
+    available = min(right_edge - left_edge, bottom_edge - top_edge, largest_crop_side(photo))
     side = size if available <= size else round(size * 2 ** rng.uniform(0, np.log2(available / size)))
     side = min(side, available)
     left = int(rng.integers(left_edge, right_edge - side + 1))
-    top = int(rng.integers(0, photo.height - side + 1))
+    top = int(rng.integers(top_edge, bottom_edge - side + 1))
     crop = photo.crop((left, top, left + side, top + side))
     return crop if side == size else crop.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def procedural_picture(size: int, rng: np.random.Generator) -> Image.Image:
     """A photo-like picture: a fractal-noise colour field, a few soft shapes, and mild sensor noise."""
-    spectrum = np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2
-    spectrum[0, 0] = 1.0
-    falloff = spectrum ** -(rng.uniform(0.9, 1.4))  # 1/f^β amplitude: the statistics of natural images
+    squared_frequency = np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2
+    squared_frequency[0, 0] = 1.0
+    # Amplitude ∝ 1/f^α with α near 1: the spectrum of natural images (Field 1987; van der Schaaf 1996).
+    falloff = squared_frequency ** -(rng.uniform(0.9, 1.4) / 2)
     channels = []
     for _ in range(3):
         phases = np.exp(2j * np.pi * rng.random((size, size)))
@@ -254,7 +295,7 @@ def generate_pairs(
     *,
     size: int,
     seed: int,
-    region: tuple[float, float] = TRAIN_REGION,
+    region: Region = TRAIN_REGION,
     generators: int = 32,
     photos: list[tuple[str, Image.Image]] | None = None,
     min_texture: float = MIN_TEXTURE,
@@ -267,9 +308,20 @@ def generate_pairs(
     photos = natural_photos() if photos is None else photos
     n_procedural = count if not photos else round(count * PROCEDURAL_SHARE)
     reals = [procedural_picture(size, rng) for _ in range(n_procedural)]
+    sources = {"procedural": n_procedural}
+    picture_sources = ["procedural"] * n_procedural
     for index in range(count - n_procedural):
-        _, photo = photos[index % len(photos)]
-        reals.append(photo_crop(photo, size, rng, region, min_texture=min_texture))
+        # Photos in turn; a photo whose region gives no textured crop this time passes its turn to the next one.
+        for offset in range(len(photos)):
+            name, photo = photos[(index + offset) % len(photos)]
+            crop = photo_crop(photo, size, rng, region, min_texture=min_texture)
+            if crop is not None:
+                break
+        if crop is None:
+            name, crop = "procedural", procedural_picture(size, rng)
+        sources[name] = sources.get(name, 0) + 1
+        picture_sources.append(name)
+        reals.append(crop)
     specs = [random_spec(rng) for _ in range(generators)]
     assignment = rng.integers(len(specs), size=count)
     fakes: list[Image.Image | None] = [None] * count
@@ -282,8 +334,10 @@ def generate_pairs(
                     fakes[i] = picture
     description = {
         "photos": [name for name, _ in photos],
-        "procedural": n_procedural,
-        "photo_crops": count - n_procedural,
+        "procedural": sources["procedural"],
+        "photo_crops": count - sources["procedural"],
+        "sources": sources,
+        "picture_sources": picture_sources,  # one per pair, in order
         "min_texture": min_texture,
         "generators": len(specs),
         "upsampling": {kind: sum(spec.upsampling == kind for spec in specs) for kind in UPSAMPLING},
@@ -297,23 +351,25 @@ def write_dataset(
     *,
     size: int,
     seed: int,
-    region: tuple[float, float] = TRAIN_REGION,
+    region: Region = TRAIN_REGION,
     generators: int = 32,
     photos: list[tuple[str, Image.Image]] | None = None,
 ) -> dict:
     """Write `count` real and `count` fake images into folder/real and folder/fake; returns a description.
 
-    A real picture and the fake made from it share their name (real/3_00012.png, fake/3_00012.jpg), which is how
-    `--paired` training (ml.train) finds the pairs.
+    A real picture and the fake made from it share their name (real/3_00012_photo.png, fake/3_00012_photo.jpg),
+    which is how `--paired` training (ml.train) finds the pairs; the name ends in _photo for a photo crop and
+    _procedural for a procedural picture, so either kind can be evaluated on its own.
     """
     folder = Path(folder)
     reals, fakes, description = generate_pairs(
         count, size=size, seed=seed, region=region, generators=generators, photos=photos
     )
+    kinds = ["procedural" if source == "procedural" else "photo" for source in description.pop("picture_sources")]
     rng = np.random.default_rng([seed, 1])
     for name, pictures in zip(CLASSES, (reals, fakes), strict=True):
         (folder / name).mkdir(parents=True, exist_ok=True)
-        for index, picture in enumerate(pictures):
+        for index, (picture, kind) in enumerate(zip(pictures, kinds, strict=True)):
             data, suffix = encode(picture, rng)
-            (folder / name / f"{seed}_{index:05d}{suffix}").write_bytes(data)
-    return {**description, "per_class": count, "size": size, "seed": seed, "region": list(region)}
+            (folder / name / f"{seed}_{index:05d}_{kind}{suffix}").write_bytes(data)
+    return {**description, "per_class": count, "size": size, "seed": seed, "region": [list(box) for box in region]}
