@@ -26,7 +26,7 @@ METRIC_LABELS = {
 
 CHART_TRACK_X = 64  # where the bars start, after their labels
 CHART_TRACK_WIDTH = 200  # the length of a bar at probability 1
-SPLIT_ORDER = ["validation", "test", "evaluation"]
+SPLIT_ORDER = ["validation", "test", "test_photos", "evaluation"]
 
 
 @dataclass(frozen=True)

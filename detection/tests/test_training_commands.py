@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from detection.models import DetectorModel
-from ml.synthetic import write_dataset
+from ml.synthetic import PROCEDURAL_SHARE, write_dataset
 
 TINY_TRAINING = {
     "architecture": "resnet18",
@@ -157,10 +157,13 @@ def test_make_starter_model_trains_registers_and_activates_with_an_honest_card(d
     assert model.card["starter"] is True
     assert "Not validated on real deepfakes" in model.description
     assert "upsampling artifacts" in model.description.lower()
-    assert set(model.metrics) == {"validation", "test"}
+    assert set(model.metrics) == {"validation", "test", "test_photos"}
     assert model.card["data"]["counts"]["test"] == {"real": 12, "fake": 12}
+    photo_pairs = 12 - round(12 * PROCEDURAL_SHARE)  # the test set without its procedural pictures
+    assert model.metrics["test_photos"]["counts"] == {"real": photo_pairs, "fake": photo_pairs}
     packages = list((data_dir / "models").iterdir())
     assert len(packages) == 1 and (packages[0] / "test" / "report.json").is_file()
+    assert (packages[0] / "test-photos" / "report.json").is_file()
     assert Path(model.weights.path).is_file()
     assert "held-out generated test set ROC-AUC" in out
     if model.metrics["test"]["roc_auc"] < 0.97:  # a one-epoch plan on 40 images seldom gets there
