@@ -14,14 +14,15 @@ looks like its input but carries the generator's upsampling fingerprint (periodi
 patterns, missing high frequencies). Every fake comes from one of many randomly drawn networks.
 
 Both classes are JPEG-compressed with the same probability and quality range, so compression never tells them apart.
-Flat photo crops (sky, blank walls) are drawn again: they carry no trace of any generator. Every photo is split
-in two: its bottom-right quarter feeds the held-out test set, the other three quarters training and validation, so
-test crops share no pixels with training crops; both are cut at the same range of sizes.
+Flat photo crops (sky, blank walls) are drawn again, or left out: they carry no trace of any generator. Every
+photo is split in two: its bottom-right quarter feeds the held-out test set, the other three quarters training and
+validation, so test crops share no pixels with training crops; both are cut at the same range of sizes.
 """
 
 import io
 import logging
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,17 +78,15 @@ def natural_photos() -> list[tuple[str, Image.Image]]:
                 logger.info("skimage.data.%s is not available: %s", name, exc)
                 continue
             photos.append((f"skimage.{name}", Image.fromarray(np.asarray(array, dtype=np.uint8)).convert("RGB")))
+        try:
+            # A stereo pair: only the left view, since the right one shows the same scene (its test quarter would
+            # show what the left view's training region shows).
+            left, _, _ = skimage.data.stereo_motorcycle()
+            photos.append(("skimage.motorcycle_left", Image.fromarray(np.asarray(left, dtype=np.uint8)).convert("RGB")))
+        except Exception as exc:
+            logger.info("skimage.data.stereo_motorcycle is not available: %s", exc)
     except ImportError:
         logger.info("scikit-image is not installed; its sample photographs are not used")
-    try:
-        import skimage.data
-
-        # A stereo pair: only the left view, since the right one shows the same scene (its test quarter would
-        # show what the left view's training region shows).
-        left, _, _ = skimage.data.stereo_motorcycle()
-        photos.append(("skimage.motorcycle_left", Image.fromarray(np.asarray(left, dtype=np.uint8)).convert("RGB")))
-    except Exception as exc:  # ImportError, or a data package without the file
-        logger.info("skimage.data.stereo_motorcycle is not available: %s", exc)
     try:
         from matplotlib import cbook
 
@@ -308,7 +307,6 @@ def generate_pairs(
     photos = natural_photos() if photos is None else photos
     n_procedural = count if not photos else round(count * PROCEDURAL_SHARE)
     reals = [procedural_picture(size, rng) for _ in range(n_procedural)]
-    sources = {"procedural": n_procedural}
     picture_sources = ["procedural"] * n_procedural
     for index in range(count - n_procedural):
         # Photos in turn; a photo whose region gives no textured crop this time passes its turn to the next one.
@@ -319,7 +317,6 @@ def generate_pairs(
                 break
         if crop is None:
             name, crop = "procedural", procedural_picture(size, rng)
-        sources[name] = sources.get(name, 0) + 1
         picture_sources.append(name)
         reals.append(crop)
     specs = [random_spec(rng) for _ in range(generators)]
@@ -332,10 +329,11 @@ def generate_pairs(
                 outputs = to_pictures(SimulatedGenerator(spec)(to_unit_tensor([reals[i] for i in members])))
                 for i, picture in zip(members, outputs, strict=True):
                     fakes[i] = picture
+    sources = dict(Counter(picture_sources))
     description = {
         "photos": [name for name, _ in photos],
-        "procedural": sources["procedural"],
-        "photo_crops": count - sources["procedural"],
+        "procedural": sources.get("procedural", 0),
+        "photo_crops": count - sources.get("procedural", 0),
         "sources": sources,
         "picture_sources": picture_sources,  # one per pair, in order
         "min_texture": min_texture,
