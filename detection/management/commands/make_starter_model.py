@@ -75,7 +75,7 @@ class Command(BaseCommand):
             self.stderr.write(
                 self.style.WARNING(
                     f"Its ROC-AUC is below the {STARTER_TARGET_AUC} target, which the default plan reaches on two idle "
-                    "cores (0.97-0.98 measured, docs/model-results.md): a busy machine or a smaller plan trains for "
+                    "cores (0.978-0.985 measured, docs/model-results.md): a busy machine or a smaller plan trains for "
                     "fewer epochs. Run it again with `--force --activate` when the machine is idle, or give a larger "
                     "--max-seconds. Its verdicts are a demonstration, not evidence."
                 )
