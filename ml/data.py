@@ -162,7 +162,7 @@ def stratified_split(
     pairs, others = find_pairs(samples) if paired else ([], [])
     if not pairs:
         return _split_by_class(samples, val_fraction=val_fraction, seed=seed)
-    order = sorted(pairs, key=lambda pair: pair_key(samples[pair[0]]))
+    order = list(pairs)  # find_pairs gives them sorted by name: the same seed gives the same split
     random.Random(f"{seed}:pairs").shuffle(order)
     n_validation = min(max(1, round(len(order) * val_fraction)), len(order) - 1)
     if n_validation < 1:
