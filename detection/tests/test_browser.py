@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
 from conftest import IS_CI
@@ -94,6 +95,10 @@ def browser_context(chromium_path, monkeypatch):
         yield context, guard
         context.close()
         browser.close()
+        # While that loop runs, Django keeps this thread's connections apart from the ones it keeps outside it (asgiref
+        # sees an async thread): the test's own connection must be closed here, or it stays open and the test
+        # database cannot be dropped at the end of the run.
+        connections.close_all()
 
 
 def screenshots(page, artifacts: Path, name: str) -> None:
