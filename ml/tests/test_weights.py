@@ -130,6 +130,8 @@ def half_of(path: Path) -> Path:
     ],
     ids=["random-safetensors", "truncated-safetensors", "garbage-pth", "truncated-pth", "wrong-suffix"],
 )
+# torch warns about the garbage .pth's pickle header before refusing it; the refusal is what this test checks.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_corrupt_files_are_refused_with_the_reason(resnet18, tmp_path, make, message):
     save_weights(resnet18, tmp_path / "model.safetensors")
     torch.save(resnet18.state_dict(), tmp_path / "model.pth")
