@@ -22,7 +22,7 @@ from ml.data import CLASSES
 from ml.errors import MLError
 from ml.evaluate import evaluate_package
 from ml.package import CARD_FILE, read_card
-from ml.synthetic import TEST_REGION, TRAIN_REGION, write_dataset
+from ml.synthetic import TEST_REGION, TRAIN_REGION, is_photo_crop, write_dataset
 from ml.train import TrainConfig, train
 
 DETECTS = (
@@ -84,12 +84,12 @@ def threads_for_this_machine(*, sample_seconds: float = 1.0) -> int:
 def photo_pairs(test_dir: Path, subset_dir: Path) -> Path | None:
     """subset_dir/real and subset_dir/fake holding (as hard links, or copies) test_dir's photo crops only; None
     when there are none (no package shipped sample photographs)."""
-    if not any(path.stem.endswith("_photo") for path in (test_dir / CLASSES[0]).iterdir()):
+    if not any(is_photo_crop(path) for path in (test_dir / CLASSES[0]).iterdir()):
         return None
     for label in CLASSES:
         (subset_dir / label).mkdir(parents=True)
         for path in (test_dir / label).iterdir():
-            if path.stem.endswith("_photo"):
+            if is_photo_crop(path):
                 try:
                     os.link(path, subset_dir / label / path.name)
                 except OSError:

@@ -343,6 +343,11 @@ def generate_pairs(
     return reals, fakes, description
 
 
+def is_photo_crop(path: Path) -> bool:
+    """Whether write_dataset wrote this file from a photo crop (not a procedural picture): its name says so."""
+    return path.stem.endswith("_photo")
+
+
 def write_dataset(
     folder: Path | str,
     count: int,
