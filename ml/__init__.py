@@ -4,4 +4,4 @@ This package never imports Django, so training and benchmarks run anywhere and t
 """
 
 # The architecture names of ml.architectures.ARCHITECTURES, importable without PyTorch (for forms and settings).
-ARCHITECTURE_NAMES = ("resnet50", "resnet18")
+ARCHITECTURE_NAMES = ("resnet50", "resnet18", "mobilenet_v2")

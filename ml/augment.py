@@ -36,6 +36,8 @@ def downscale(image: Image.Image, factor: float) -> Image.Image:
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    downscale_prob: float = 0.0  # resize to a random shorter side in [downscale_min_side, the picture's own]
+    downscale_min_side: int = 64
     blur_prob: float = 0.5
     blur_sigma: tuple[float, float] = (0.0, 3.0)
     jpeg_prob: float = 0.5
@@ -48,13 +50,19 @@ class AugmentConfig:
 
 
 class Augment:
-    """Callable: PIL image -> PIL image, randomised as AugmentConfig says (blur, JPEG, crop, flip, in that order)."""
+    """Callable: PIL image -> PIL image, randomised as AugmentConfig says (downscale, blur, JPEG, crop, flip, in that
+    order). Random downscaling teaches the model that a picture's resolution says nothing of its class: without it, a
+    model trained on crops whose resolution differs by class (OpenForensics' fake crops are larger than its real ones)
+    learns the resolution, and its verdicts move when a picture is resized (docs/model-results.md)."""
 
     def __init__(self, config: AugmentConfig | None = None):
         self.config = config or AugmentConfig()
 
     def __call__(self, image: Image.Image) -> Image.Image:
         c = self.config
+        shorter = min(image.size)
+        if c.downscale_prob and shorter > c.downscale_min_side and random.random() < c.downscale_prob:
+            image = downscale(image, random.randint(c.downscale_min_side, shorter) / shorter)
         if c.blur_prob and random.random() < c.blur_prob:
             image = gaussian_blur(image, random.uniform(*c.blur_sigma))
         if c.jpeg_prob and random.random() < c.jpeg_prob:

@@ -7,7 +7,7 @@
 Sub-folders inside `real/` and `fake/` are read too. Files with an image suffix that cannot be decoded by
 ml.preprocessing.decode_image (the same decoder inference uses) are skipped and counted, with the reason; other
 files (notes, .DS_Store…) are ignored. Images are decoded again, and augmented, each time a sample is read: nothing
-is cached, so any folder size works.
+is cached unless asked, so any folder size works.
 """
 
 import os
@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ml.errors import TrainingDataError, UnreadableImageError
+from ml.faces import main_face_crop
 from ml.preprocessing import decode_image, to_array
 
 CLASSES = ("real", "fake")  # index = label: 0 real, 1 fake (the model's one logit says "fake")
@@ -285,10 +286,16 @@ class PairedBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """(image tensor, label) pairs: decode, optionally augment the decoded picture, then the shared to_array.
+    """(image tensor, label) pairs: decode, degrade, frame the face, augment, then the shared to_array.
 
-    With cache=True each decoded picture is kept in memory (in each loader process) and augmented afresh every time:
-    decoding is a sixth of a training step on 64-pixel pictures, so small sets train that much faster.
+    - degrade: applied to the whole decoded picture, as a file is changed before it reaches the detector (the
+      robustness evaluation's JPEG and downscaling);
+    - faces: crop the largest face as the face path of inference does (ml.faces.main_face_crop), so face models
+      train and are evaluated on the framing they see in use;
+    - augment: the training augmentations, on the picture the model will see.
+
+    With cache=True each decoded (and framed) picture is kept in memory (in each loader process) and augmented afresh
+    every time: decoding is a sixth of a training step on 64-pixel pictures, so small sets train that much faster.
     """
 
     def __init__(
@@ -298,25 +305,35 @@ class ImageDataset(torch.utils.data.Dataset):
         augment: Callable[[Image.Image], Image.Image] | None = None,
         *,
         cache: bool = False,
+        faces: bool = False,
+        degrade: Callable[[Image.Image], Image.Image] | None = None,
     ):
         self.samples = list(samples)
         self.input_size = input_size
         self.augment = augment
+        self.faces = faces
+        self.degrade = degrade
         self.cache: dict[int, Image.Image] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _picture(self, sample: Sample) -> Image.Image:
+        try:
+            image = decode_image(sample.path).image
+        except (UnreadableImageError, OSError) as exc:
+            raise TrainingDataError(
+                f"{sample.path} could be read when the data was checked, but not now: {exc}"
+            ) from None
+        if self.degrade is not None:
+            image = self.degrade(image)
+        return main_face_crop(image) if self.faces else image
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
         image = self.cache.get(index) if self.cache is not None else None
         if image is None:
-            try:
-                image = decode_image(sample.path).image
-            except (UnreadableImageError, OSError) as exc:
-                raise TrainingDataError(
-                    f"{sample.path} could be read when the data was checked, but not now: {exc}"
-                ) from None
+            image = self._picture(sample)
             if self.cache is not None:
                 self.cache[index] = image
         if self.augment is not None:

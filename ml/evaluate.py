@@ -2,7 +2,8 @@
 
 Writes report.json, roc.png and pr.png into the output folder and prints the metrics. With --robustness the
 evaluation runs again on the same images after JPEG re-compression (quality 95, 75, 50) and after 0.5× downscaling,
-and prints how much each metric drops. Fake is the positive class throughout.
+and prints how much each metric drops. Fake is the positive class throughout. A face model (its card has "faces")
+sees each image's largest face, framed as in training and inference, found after the degradation.
 
 Threshold rule (THRESHOLD_RULE): on validation data, the threshold is the predicted probability that maximises
 Youden's J = true-positive rate − false-positive rate, i.e. the ROC point farthest above the diagonal. Ties go to
@@ -184,9 +185,10 @@ def evaluate_package(
     model = model.to(device).to(memory_format=torch.channels_last)
     options = {"batch_size": batch_size, "workers": workers, "device": device, "progress": progress}
 
-    scores = {"original": predict_scores(model, ImageDataset(samples, input_size), **options)}
+    faces = bool(card.get("faces"))  # a face model is evaluated on the faces inference would give it
+    scores = {"original": predict_scores(model, ImageDataset(samples, input_size, faces=faces), **options)}
     report = {
-        "model": {**source, "architecture": card["architecture"], "input_size": input_size},
+        "model": {**source, "architecture": card["architecture"], "input_size": input_size, "faces": faces},
         "data": {
             "dir": str(Path(data_dir).resolve()),
             "subset": subset,
@@ -204,7 +206,7 @@ def evaluate_package(
     if robustness:
         report["robustness"] = {}
         for name, degrade in DEGRADATIONS.items():
-            dataset = ImageDataset(samples, input_size, augment=degrade)
+            dataset = ImageDataset(samples, input_size, faces=faces, degrade=degrade)
             scores[name] = predict_scores(model, dataset, desc=name, **options)
             degraded = compute_metrics(labels, scores[name], threshold)
             drop = {

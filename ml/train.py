@@ -45,6 +45,7 @@ from ml.data import ImageDataset, PairedBatchSampler, count_classes, load_traini
 from ml.detector import cpu_has_native_bf16
 from ml.errors import MLError, TrainingDataError
 from ml.evaluate import THRESHOLD_RULE, autocast, choose_threshold, compute_metrics, predict_scores
+from ml.faces import face_card
 from ml.package import write_package
 
 CHECKPOINT_FORMAT = "deepfake-detector-checkpoint/1"
@@ -77,6 +78,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 0
     paired: bool = False  # real/NAME and fake/NAME are one picture before and after manipulation: batch them together
+    faces: bool = False  # train on each picture's largest face, framed as inference's face path frames faces
     workers: int = 1
     cache_images: bool = False  # keep decoded pictures in memory after the first epoch: for small, small-image sets
     threads: int | None = None  # PyTorch threads for this process; None: PyTorch's default (one per core)
@@ -106,6 +108,8 @@ class TrainConfig:
             (self.workers < 0, f"--workers cannot be negative ({self.workers})"),
             (self.threads is not None and self.threads < 1, f"--threads must be at least 1, not {self.threads}"),
             (self.max_minutes is not None and self.max_minutes <= 0, "--max-minutes must be positive"),
+            (not 0 <= a.downscale_prob <= 1, f"--downscale-prob must be between 0 and 1, not {a.downscale_prob}"),
+            (a.downscale_min_side < 8, f"--downscale-min-side must be at least 8, not {a.downscale_min_side}"),
             (not 0 <= a.blur_prob <= 1, f"--blur-prob must be between 0 and 1, not {a.blur_prob}"),
             (not 0 <= a.jpeg_prob <= 1, f"--jpeg-prob must be between 0 and 1, not {a.jpeg_prob}"),
             (not 0 < a.crop_scale <= 1, f"--crop-scale must be in (0, 1], not {a.crop_scale}"),
@@ -460,8 +464,9 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
         epochs_since_best, history = resumed["epochs_since_best"], resumed["history"]
         log(f"resuming {config.resume} after epoch {resumed['epoch']} (best so far: epoch {best['epoch']})")
 
-    train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment), cache=config.cache_images)
-    validation_set = ImageDataset(data.validation, input_size, cache=config.cache_images)
+    framing = {"faces": config.faces, "cache": config.cache_images}
+    train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment), **framing)
+    validation_set = ImageDataset(data.validation, input_size, **framing)
     # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
     # epoch starts, so a resumed run repeats exactly what the uninterrupted run would have done.
     sampler_generator, loader_generator = torch.Generator(), torch.Generator()
@@ -636,6 +641,7 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
         "input_size": input_size,
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
+        "faces": face_card() if config.faces else None,
         "metrics": {"validation": metrics},
         "data": {"description": f"real/ and fake/ images from {config.data_dir}", **data.description},
         "training": {
@@ -732,7 +738,18 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
         help="real/NAME and fake/NAME (any suffix) are one picture before and after manipulation: keep each pair in "
         "one batch and on one side of the split",
     )
+    parser.add_argument(
+        "--faces",
+        action="store_true",
+        help="train on each image's largest face, framed as the analysis of photos frames faces (ml.faces); "
+        "the model then analyses the faces of every photo",
+    )
     parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
+    parser.add_argument(
+        "--cache-images",
+        action="store_true",
+        help="keep decoded (and face-framed) pictures in memory after the first epoch: faster, for sets that fit",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -743,6 +760,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
     parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=defaults.pretrained)
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1…")
+    parser.add_argument(
+        "--downscale-prob",
+        type=float,
+        default=augment.downscale_prob,
+        help="probability of resizing a training picture to a random smaller size (resolution then says nothing)",
+    )
+    parser.add_argument("--downscale-min-side", type=int, default=augment.downscale_min_side)
     parser.add_argument("--blur-prob", type=float, default=augment.blur_prob)
     parser.add_argument("--jpeg-prob", type=float, default=augment.jpeg_prob)
     parser.add_argument("--crop-scale", type=float, default=augment.crop_scale, help="1 disables random crops")
@@ -769,7 +793,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_fraction=args.val_fraction,
         seed=args.seed,
         paired=args.paired,
+        faces=args.faces,
         workers=args.workers,
+        cache_images=args.cache_images,
         threads=args.threads,
         max_minutes=args.max_minutes,
         resume=args.resume,
@@ -777,7 +803,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         precision=args.precision,
         device=args.device,
         augment=AugmentConfig(
-            blur_prob=args.blur_prob, jpeg_prob=args.jpeg_prob, crop_scale=args.crop_scale, flip=args.flip
+            downscale_prob=args.downscale_prob,
+            downscale_min_side=args.downscale_min_side,
+            blur_prob=args.blur_prob,
+            jpeg_prob=args.jpeg_prob,
+            crop_scale=args.crop_scale,
+            flip=args.flip,
         ),
         name=args.name,
         progress=not args.no_progress,

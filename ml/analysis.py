@@ -1,0 +1,124 @@
+"""One picture analysed as the product analyses uploads: whole, or face by face for a face model.
+
+A face model (its card has "faces") is valid on faces framed as in training, not on whole photos. So the faces of
+the picture are found (ml.faces), each is framed and all go through the model in one batch, and the verdict rule is:
+
+    the most suspicious face decides: P(fake) of the picture = the largest P(fake) of its faces.
+
+Faces smaller than ml.faces.MIN_FACE_SIDE are too small to judge: counted, not analysed. When no face can be
+analysed, the whole picture is (scope NO_FACE), and the result says it lies outside what the model was trained on.
+A whole-image model (no "faces" in its card) always sees the whole picture (scope IMAGE).
+
+The picture's heatmap places each face's Grad-CAM map on the face's frame, so one overlay shows every face.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ml.detector import Detector, Prediction
+from ml.faces import Face, FaceFinder, crop_face, frame_box
+
+IMAGE, FACES, NO_FACE = "image", "faces", "no_face"
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    face: Face
+    frame: tuple[int, int, int, int]  # the crop the model saw: left, top, right, bottom (may reach past the edges)
+    crop: Image.Image
+    prediction: Prediction
+
+
+@dataclass(frozen=True)
+class PictureAnalysis:
+    scope: str  # IMAGE, FACES or NO_FACE
+    probability_fake: float
+    label: str
+    heatmap: np.ndarray  # float32 in [0, 1], the picture's own shape (height, width) scaled to at most max_side
+    faces: list[FaceResult]  # largest first; empty unless scope is FACES
+    small_faces: int  # faces found but too small to judge
+    faces_ms: float  # finding faces
+    inference_ms: float
+    heatmap_ms: float
+
+
+def analyze_picture(
+    detector: Detector,
+    image: Image.Image,
+    *,
+    finder: FaceFinder | None,
+    framing: float | None,
+    heatmap_side: int = 1024,
+) -> PictureAnalysis:
+    """Analyse `image` whole (finder None) or face by face, as the module's docstring says."""
+    started = time.perf_counter()
+    found = finder.find_all(image) if finder is not None else []
+    faces_ms = (time.perf_counter() - started) * 1000
+    judged = [face for face in found if face.side >= finder.min_face_side] if finder is not None else []
+    if not judged:
+        (prediction,) = detector.analyze([image])
+        scope = NO_FACE if finder is not None else IMAGE
+        heatmap = _resized(prediction.heatmap, _bounded(image.size, heatmap_side))
+        return PictureAnalysis(
+            scope=scope,
+            probability_fake=prediction.probability_fake,
+            label=prediction.label,
+            heatmap=heatmap,
+            faces=[],
+            small_faces=len(found),
+            faces_ms=faces_ms,
+            inference_ms=prediction.inference_ms,
+            heatmap_ms=prediction.heatmap_ms,
+        )
+    frames = [frame_box(face, image.size, framing=framing) for face in judged]
+    crops = [crop_face(image, face, framing=framing) for face in judged]
+    predictions = detector.analyze(crops)
+    results = [
+        FaceResult(face=face, frame=frame, crop=crop, prediction=prediction)
+        for face, frame, crop, prediction in zip(judged, frames, crops, predictions, strict=True)
+    ]
+    decisive = max(predictions, key=lambda p: p.probability_fake)
+    return PictureAnalysis(
+        scope=FACES,
+        probability_fake=decisive.probability_fake,
+        label=decisive.label,
+        heatmap=place_heatmaps(results, image.size, heatmap_side),
+        faces=results,
+        small_faces=len(found) - len(judged),
+        faces_ms=faces_ms,
+        inference_ms=sum(p.inference_ms for p in predictions),
+        heatmap_ms=sum(p.heatmap_ms for p in predictions),
+    )
+
+
+def _bounded(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _resized(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The [0, 1] map at size (width, height), bilinear."""
+    image = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32).clip(0.0, 1.0)
+
+
+def place_heatmaps(results: list[FaceResult], size: tuple[int, int], max_side: int) -> np.ndarray:
+    """A map of the whole picture (at most max_side) holding each face's map on its frame; 0 elsewhere. Where frames
+    overlap, the larger value wins."""
+    width, height = _bounded(size, max_side)
+    scale = width / size[0]
+    canvas = np.zeros((height, width), dtype=np.float32)
+    for result in results:
+        left, top, right, bottom = (round(v * scale) for v in result.frame)
+        if right - left < 1 or bottom - top < 1:
+            continue
+        placed = _resized(result.prediction.heatmap, (right - left, bottom - top))
+        x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        region = placed[y0 - top : y1 - top, x0 - left : x1 - left]
+        canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], region)
+    return canvas
