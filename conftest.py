@@ -137,6 +137,30 @@ def image_bytes(width: int = 320, height: int = 240, *, fmt: str = "JPEG", seed:
     return buffer.getvalue()
 
 
+def astronaut_face(side: int = 160):
+    """Eileen Collins' face from scikit-image's astronaut photo (NASA, public domain), framed loosely, side × side."""
+    import skimage.data
+    from PIL import Image
+
+    return Image.fromarray(skimage.data.astronaut()).crop((140, 30, 310, 200)).resize((side, side))
+
+
+def faceless_photo(width: int = 1000, height: int = 660):
+    """scikit-image's coffee-cup photo (no face), scaled to width × height."""
+    import skimage.data
+    from PIL import Image
+
+    return Image.fromarray(skimage.data.coffee()).convert("RGB").resize((width, height))
+
+
+def photo_with_faces(places: list[tuple[int, int, int]], *, width: int = 1000, height: int = 660):
+    """A faceless photo with the astronaut's face pasted at each (left, top, side)."""
+    photo = faceless_photo(width, height)
+    for left, top, side in places:
+        photo.paste(astronaut_face(side), (left, top))
+    return photo
+
+
 @pytest.fixture
 def make_image_bytes():
     """Encoded image files made on the spot: make_image_bytes(width, height, fmt="PNG", seed=1)."""
@@ -172,6 +196,24 @@ def active_model(db, settings, detector_weights):
     services.detector_model_store_weights(detector_model=detector_model, path=detector_weights)
     detector_model.save()
     return services.detector_model_activate(detector_model=detector_model)
+
+
+@pytest.fixture
+def active_face_model(active_model):
+    """The active test detector, as a face model: photos are analysed face by face, framed as ml.faces frames them."""
+    from ml.faces import FRAMING
+
+    active_model.face_framing = FRAMING
+    active_model.save(update_fields=["face_framing"])
+    return active_model
+
+
+def jpeg_bytes(image, quality: int = 92) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 # --- S3 through a real (moto) server ----------------------------------------------------------------------------

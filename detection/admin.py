@@ -21,7 +21,7 @@ from django.utils.html import format_html
 
 from detection import selectors, services
 from detection.forms_admin import DetectorModelAddForm, DetectorModelChangeForm, EvaluationForm
-from detection.models import Analysis, DetectorModel, ModelEvaluation
+from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
 
 METRIC_COLUMNS = (
     ("count", "images"),
@@ -69,7 +69,7 @@ class DetectorModelAdmin(admin.ModelAdmin):
     change_form_template = "admin/detection/detectormodel/change_form.html"
     add_fieldsets = (
         (None, {"fields": ("name", "version", "description")}),
-        ("Detector", {"fields": ("architecture", "input_size", "threshold")}),
+        ("Detector", {"fields": ("architecture", "input_size", "threshold", "face_framing")}),
         (
             "Weights",
             {
@@ -88,7 +88,7 @@ class DetectorModelAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "version", "description")}),
-        ("Detector", {"fields": ("architecture", "input_size", "threshold")}),
+        ("Detector", {"fields": ("architecture", "input_size", "threshold", "face_framing")}),
         (
             "State",
             {"fields": ("status", "status_message", "load_error", "is_active", "activated_at", "analyses_link")},
@@ -400,8 +400,25 @@ class DetectorModelAdmin(admin.ModelAdmin):
         return FileResponse(getattr(evaluation, field).open("rb"), content_type="image/png")
 
 
+class AnalysisFaceInline(admin.TabularInline):
+    """The faces a face model analysed, read-only: where each is, and what the model said of it."""
+
+    model = AnalysisFace
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("number", "box_display", "detection_score", "probability_fake", "label")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="box (left, top, width, height)")
+    def box_display(self, obj):
+        return f"{obj.left}, {obj.top}, {obj.width} × {obj.height}"
+
+
 @admin.register(Analysis)
 class AnalysisAdmin(admin.ModelAdmin):
+    inlines = [AnalysisFaceInline]
     list_display = (
         "original_name",
         "owner",
@@ -421,7 +438,17 @@ class AnalysisAdmin(admin.ModelAdmin):
         (None, {"fields": ("public_id", "owner", "source", "status", "error_message")}),
         (
             "Result",
-            {"fields": ("verdict_display", "probability_display", "threshold", "detector_model", "model_version")},
+            {
+                "fields": (
+                    "verdict_display",
+                    "probability_display",
+                    "threshold",
+                    "scope",
+                    "small_faces",
+                    "detector_model",
+                    "model_version",
+                )
+            },
         ),
         ("Pictures", {"fields": ("pictures",)}),
         (

@@ -27,6 +27,12 @@ class CorruptImage(SubmissionError):
     code = "corrupt_image"
 
 
+class ImageTooSmall(SubmissionError):
+    """Too few pixels, or too elongated, for any verdict to mean something."""
+
+    code = "image_too_small"
+
+
 class FileTooLarge(SubmissionError):
     code = "file_too_large"
     status = 413

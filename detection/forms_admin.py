@@ -39,6 +39,7 @@ class DetectorModelAddForm(forms.ModelForm):
             "architecture",
             "input_size",
             "threshold",
+            "face_framing",
             "source",
             "hub_repo",
             "hub_filename",
@@ -138,7 +139,7 @@ class DetectorModelAddForm(forms.ModelForm):
 class DetectorModelChangeForm(forms.ModelForm):
     class Meta:
         model = DetectorModel
-        fields = ["name", "version", "description", "architecture", "input_size", "threshold"]
+        fields = ["name", "version", "description", "architecture", "input_size", "threshold", "face_framing"]
 
 
 class EvaluationForm(forms.Form):

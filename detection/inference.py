@@ -10,11 +10,14 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from PIL import Image
 
 from detection.errors import AnalysisFailure
 from detection.models import DetectorModel
+from ml.analysis import PictureAnalysis, analyze_picture
 from ml.detector import Detector
 from ml.errors import MLError
+from ml.faces import default_finder
 from ml.runtime import DETECTORS
 
 logger = logging.getLogger(__name__)
@@ -66,3 +69,18 @@ def detector_for(model: DetectorModel) -> Detector:
         DetectorModel.objects.filter(pk=model.pk).update(load_error="")
         model.load_error = ""
     return detector
+
+
+def analyze(detector_model: DetectorModel, image: Image.Image) -> PictureAnalysis:
+    """The model's verdict on a decoded picture: face by face for a face model, else whole (ml.analysis)."""
+    detector = detector_for(detector_model)
+    finder = default_finder() if detector_model.expects_faces else None
+    try:
+        return analyze_picture(detector, image, finder=finder, framing=detector_model.face_framing)
+    except ImportError as exc:
+        raise AnalysisFailure(
+            f"The face detector is not installed ({exc}); the administrator must run "
+            "`pip install --no-deps -r requirements-no-deps.txt`."
+        ) from exc
+    except (MLError, OSError) as exc:  # the face detector's model file is damaged
+        raise AnalysisFailure(f"The image could not be analysed: {exc}") from exc

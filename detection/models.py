@@ -51,6 +51,15 @@ class DetectorModel(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The last failure to load these weights in a worker, so /health and the admin can show it.
     load_error = models.TextField(blank=True, editable=False)
+    face_framing = models.FloatField(
+        "face framing",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0), MaxValueValidator(4.0)],
+        help_text="For a model trained on face crops: the crop's side divided by the face box's longer side (1.25 for "
+        "models trained with --faces). Every face of a photo is then framed so and analysed; empty: the model looks "
+        "at whole images.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -69,9 +78,22 @@ class DetectorModel(models.Model):
         return f"{self.name} {self.version}"
 
     @property
+    def expects_faces(self) -> bool:
+        return self.face_framing is not None
+
+    @property
     def cache_key(self) -> str:
         """Changes whenever what a loaded detector depends on changes, so workers reload it."""
         return f"{self.sha256}:{self.architecture}:{self.input_size}:{self.threshold}"
+
+
+def verdict_of(probability_fake: float | None, threshold: float | None) -> str | None:
+    """Real, fake, or uncertain when the probability sits within UNCERTAIN_MARGIN of the threshold."""
+    if probability_fake is None or threshold is None:
+        return None
+    if abs(probability_fake - threshold) < settings.UNCERTAIN_MARGIN:
+        return Analysis.Verdict.UNCERTAIN
+    return Analysis.Verdict.FAKE if probability_fake >= threshold else Analysis.Verdict.REAL
 
 
 class Analysis(models.Model):
@@ -95,6 +117,13 @@ class Analysis(models.Model):
         REAL = "real", "Real"
         FAKE = "fake", "Fake"
         UNCERTAIN = "uncertain", "Uncertain"
+
+    class Scope(models.TextChoices):
+        """What the model looked at (ml.analysis): the values are ml.analysis's IMAGE, FACES and NO_FACE."""
+
+        IMAGE = "image", "The whole image"
+        FACES = "faces", "Each face"
+        NO_FACE = "no_face", "The whole image: no face found"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="analyses")
@@ -132,7 +161,12 @@ class Analysis(models.Model):
     # Kept as text too, so the result still names its model after the model itself is deleted.
     model_version = models.CharField(max_length=160, blank=True)
 
+    scope = models.CharField(max_length=10, choices=Scope.choices, blank=True)
+    # Faces the detector found but too small to judge (under ml.faces.MIN_FACE_SIDE pixels): not analysed.
+    small_faces = models.PositiveSmallIntegerField(default=0)
+
     decode_ms = models.FloatField(null=True, blank=True)
+    faces_ms = models.FloatField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
     heatmap_ms = models.FloatField(null=True, blank=True)
     total_ms = models.FloatField(null=True, blank=True)
@@ -154,12 +188,7 @@ class Analysis(models.Model):
 
     @property
     def verdict(self) -> str | None:
-        """Real, fake, or uncertain when the probability sits within UNCERTAIN_MARGIN of the threshold."""
-        if self.probability_fake is None or self.threshold is None:
-            return None
-        if abs(self.probability_fake - self.threshold) < settings.UNCERTAIN_MARGIN:
-            return self.Verdict.UNCERTAIN
-        return self.Verdict.FAKE if self.probability_fake >= self.threshold else self.Verdict.REAL
+        return verdict_of(self.probability_fake, self.threshold)
 
     @property
     def confidence(self) -> float | None:
@@ -168,8 +197,45 @@ class Analysis(models.Model):
             return None
         return self.probability_fake if self.label == self.Label.FAKE else 1.0 - self.probability_fake
 
-    def owned_files(self) -> list:
+    def own_files(self) -> list:
+        """The stored files on the analysis's own row (its faces' pictures are on theirs)."""
         return [f for f in (self.original, self.thumbnail, self.heatmap, self.overlay) if f]
+
+    def owned_files(self) -> list:
+        """Every stored file of the analysis, its faces' pictures included."""
+        return self.own_files() + [face.overlay for face in self.faces.all() if face.overlay]
+
+
+class AnalysisFace(models.Model):
+    """One face of an analysed image, as a face model saw it: where it is and what the model said of it."""
+
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="faces")
+    number = models.PositiveSmallIntegerField(help_text="1 for the largest face, then by size.")
+    # The face box in the uploaded image's pixels (after its EXIF orientation).
+    left = models.PositiveIntegerField()
+    top = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    detection_score = models.FloatField(help_text="The face detector's confidence.")
+    probability_fake = models.FloatField()
+    label = models.CharField(max_length=10, choices=Analysis.Label.choices)
+    # The framed face the model saw, with its Grad-CAM heatmap laid over it.
+    overlay = models.FileField(storage=get_results_storage, upload_to="results/", blank=True, max_length=300)
+
+    class Meta:
+        ordering = ["analysis", "number"]
+        constraints = [models.UniqueConstraint(fields=["analysis", "number"], name="unique_face_number")]
+
+    def __str__(self) -> str:
+        return f"face {self.number} of {self.analysis}"
+
+    @property
+    def verdict(self) -> str | None:
+        return verdict_of(self.probability_fake, self.analysis.threshold)
+
+    @property
+    def box(self) -> dict:
+        return {"left": self.left, "top": self.top, "width": self.width, "height": self.height}
 
 
 class ModelEvaluation(models.Model):

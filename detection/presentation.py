@@ -7,7 +7,7 @@ from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
 
-from detection.models import Analysis
+from detection.models import Analysis, AnalysisFace
 
 IMAGE_KINDS = ("original", "thumbnail", "overlay", "heatmap")
 
@@ -82,6 +82,15 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment else None
 
 
+# How the verdict came about, by what the model looked at (ml.analysis).
+SCOPE_RULES = {
+    Analysis.Scope.FACES: "Each face was analysed; the most suspicious face decides the verdict.",
+    Analysis.Scope.IMAGE: "The model looked at the whole image.",
+    Analysis.Scope.NO_FACE: "No face large enough to judge was found, so the model looked at the whole image: this "
+    "model was trained on faces, so the verdict is outside what it was trained and validated on.",
+}
+
+
 def analysis_export(analysis: Analysis, *, request) -> dict:
     """Everything the result page says about an analysis, as plain data for the JSON download."""
     detector_model = analysis.detector_model
@@ -110,7 +119,24 @@ def analysis_export(analysis: Analysis, *, request) -> dict:
             "confidence": analysis.confidence,
             "threshold": analysis.threshold,
             "uncertain_margin": settings.UNCERTAIN_MARGIN,
+            "scope": analysis.scope or None,
+            "verdict_rule": SCOPE_RULES.get(analysis.scope),
+            "small_faces": analysis.small_faces,
         },
+        "faces": [
+            {
+                "number": face.number,
+                "box": face.box,
+                "detection_score": face.detection_score,
+                "probability_fake": face.probability_fake,
+                "label": face.label,
+                "verdict": face.verdict,
+                "image": request.build_absolute_uri(
+                    reverse("detection:analysis_face_image", args=[analysis.public_id, face.number])
+                ),
+            }
+            for face in analysis.faces.all()
+        ],
         "model": None
         if not analysis.model_version
         else {
@@ -123,6 +149,7 @@ def analysis_export(analysis: Analysis, *, request) -> dict:
         },
         "timings_ms": {
             "decode": analysis.decode_ms,
+            "faces": analysis.faces_ms,
             "inference": analysis.inference_ms,
             "heatmap": analysis.heatmap_ms,
             "total": analysis.total_ms,
@@ -147,6 +174,8 @@ CSV_COLUMNS = [
     "verdict",
     "probability_fake",
     "threshold",
+    "scope",
+    "faces",
     "model_version",
     "media_type",
     "width",
@@ -179,6 +208,8 @@ def analyses_write_csv(analyses, out) -> None:
                 analysis.verdict or "",
                 f"{analysis.probability_fake:.6f}" if analysis.probability_fake is not None else "",
                 analysis.threshold,
+                analysis.scope,
+                len(analysis.faces.all()),
                 analysis.model_version,
                 analysis.media_type,
                 analysis.width,
@@ -195,11 +226,24 @@ def analyses_write_csv(analyses, out) -> None:
 PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
 
-def picture_response(analysis: Analysis, kind: str, handle) -> FileResponse:
-    """One of an analysis's pictures, streamed from an open storage file, for its owner's browser cache only."""
-    extension = getattr(analysis, kind).name.rsplit(".", 1)[-1].lower()
-    content_type = analysis.media_type if kind == "original" else PICTURE_TYPES.get(extension, "image/png")
-    response = FileResponse(handle, content_type=content_type)
+def picture_response(field, handle, *, filename: str, content_type: str | None = None) -> FileResponse:
+    """A stored picture, streamed from an open storage file, for its owner's browser cache only. content_type
+    defaults to the one its stored extension says."""
+    extension = field.name.rsplit(".", 1)[-1].lower()
+    response = FileResponse(handle, content_type=content_type or PICTURE_TYPES.get(extension, "image/png"))
     response["Cache-Control"] = "private, max-age=3600"
-    response["Content-Disposition"] = f'inline; filename="{analysis.public_id}-{kind}.{extension}"'
+    response["Content-Disposition"] = f'inline; filename="{filename}.{extension}"'
     return response
+
+
+def analysis_picture_response(analysis: Analysis, kind: str, handle) -> FileResponse:
+    return picture_response(
+        getattr(analysis, kind),
+        handle,
+        filename=f"{analysis.public_id}-{kind}",
+        content_type=analysis.media_type if kind == "original" else None,
+    )
+
+
+def face_picture_response(face: AnalysisFace, handle) -> FileResponse:
+    return picture_response(face.overlay, handle, filename=f"{face.analysis.public_id}-face{face.number}")

@@ -5,7 +5,9 @@ from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.models import User
-from detection.models import Analysis, DetectorModel
+from detection.models import Analysis, AnalysisFace, DetectorModel
+
+MAX_FACE_NUMBER = 32767  # AnalysisFace.number is a small integer
 
 
 def detector_model_get_active() -> DetectorModel | None:
@@ -19,7 +21,16 @@ def detector_model_list_ready() -> QuerySet[DetectorModel]:
 
 def analysis_get(*, user: User, public_id) -> Analysis:
     """The user's analysis with this public ID; Analysis.DoesNotExist for anyone else's, so it reads as a 404."""
-    return Analysis.objects.select_related("detector_model").get(owner=user, public_id=public_id)
+    return (
+        Analysis.objects.select_related("detector_model").prefetch_related("faces").get(owner=user, public_id=public_id)
+    )
+
+
+def analysis_face_get(*, analysis: Analysis, number: int) -> AnalysisFace:
+    """One face of the analysis by its number; AnalysisFace.DoesNotExist when it has no such face."""
+    if not 1 <= number <= MAX_FACE_NUMBER:  # a number from a URL, which the database column could not even hold
+        raise AnalysisFace.DoesNotExist
+    return analysis.faces.select_related("analysis").get(number=number)
 
 
 def analysis_find_reusable(*, user: User, sha256: str, detector_model: DetectorModel | None) -> Analysis | None:
@@ -36,7 +47,7 @@ def analysis_find_reusable(*, user: User, sha256: str, detector_model: DetectorM
 
 
 def analysis_list(*, user: User) -> QuerySet[Analysis]:
-    return Analysis.objects.filter(owner=user).select_related("detector_model")
+    return Analysis.objects.filter(owner=user).select_related("detector_model").prefetch_related("faces")
 
 
 # How the history can be ordered: the key travels in the URL, the value is the ordering.

@@ -26,12 +26,13 @@ from detection.errors import (
     CorruptImage,
     EmptyFile,
     FileTooLarge,
+    ImageTooSmall,
     MissingFile,
     NoActiveModel,
     StorageUnavailable,
     UnsupportedMediaType,
 )
-from detection.models import Analysis, DetectorModel, ModelEvaluation
+from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
 from detection.signals import delete_files_on_commit
 from ml.errors import UnreadableImageError
 from ml.preprocessing import decode_image
@@ -43,7 +44,12 @@ ACCEPTED_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), 
 ACCEPTED_DESCRIPTION = "JPEG, PNG or WebP"
 OVERLAY_MAX_SIDE = 1024
 THUMBNAIL_MAX_SIDE = 256
+FACE_MAX_SIDE = 320  # a face's own overlay: the framed face the model saw (it sees 160-224 px)
 SWEEP_GRACE_SECONDS = 30
+# Below this many pixels on the shorter side, or beyond this ratio of the sides, a picture holds too little for a
+# verdict to mean anything (the detector would see a few pixels blown up, or a sliver squeezed into a square).
+MIN_IMAGE_SIDE = 32
+MAX_ASPECT_RATIO = 10
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,17 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
         decoded = decode_image(data, max_pixels=settings.MAX_IMAGE_MEGAPIXELS * 1_000_000)
     except UnreadableImageError as exc:
         raise CorruptImage(f"“{name}” cannot be used: {exc}") from None
+    shorter, longer = sorted((decoded.width, decoded.height))
+    if shorter < MIN_IMAGE_SIDE:
+        raise ImageTooSmall(
+            f"“{name}” is {decoded.width} × {decoded.height} pixels: too small to judge. Images need at least "
+            f"{MIN_IMAGE_SIDE} pixels on each side."
+        )
+    if longer > MAX_ASPECT_RATIO * shorter:
+        raise ImageTooSmall(
+            f"“{name}” is {decoded.width} × {decoded.height} pixels: too narrow to judge. The longer side may be at "
+            f"most {MAX_ASPECT_RATIO} times the shorter one; crop the part you want checked."
+        )
     media_type, extension = ACCEPTED_FORMATS[file_format]
     return ImageFacts(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -207,18 +224,19 @@ def _analysis_fail(analysis: Analysis, message: str) -> None:
 
 
 def _results_save(analysis: Analysis, pictures: list[tuple]) -> None:
-    """Store the result pictures under names derived from the analysis; on failure, leave none of them behind."""
+    """Store (field, bytes, stem) pictures under names derived from the analysis and the stem; on failure, leave none
+    of them behind."""
     try:
-        for field, data in pictures:
+        for field, data, stem in pictures:
             extension = "png" if data.startswith(b"\x89PNG") else "webp"
-            name = field.field.generate_filename(analysis, f"{analysis.public_id}-{field.field.name}.{extension}")
+            name = field.field.generate_filename(field.instance, f"{analysis.public_id}-{stem}.{extension}")
             # A run killed half-way may have left this very file: replace it rather than keep a second copy.
             # Storages that overwrite (S3, Cloudinary) replace it anyway, without a round-trip to ask.
             if not getattr(field.storage, "file_overwrite", False) and field.storage.exists(name):
                 field.storage.delete(name)
             field.save(name.rsplit("/", 1)[-1], ContentFile(data), save=False)
     except Exception as exc:  # any storage backend failure
-        for field, _ in pictures:
+        for field, _, _ in pictures:
             if field:
                 field.delete(save=False)
         raise AnalysisFailure(
@@ -226,13 +244,59 @@ def _results_save(analysis: Analysis, pictures: list[tuple]) -> None:
         ) from exc
 
 
+def _analysis_pictures(analysis: Analysis, image, result, faces: list[AnalysisFace]) -> list[tuple]:
+    """The result's pictures as (field, encoded bytes, name stem): thumbnail, heatmap, overlay, one per face."""
+    from ml import rendering
+
+    # Without a kept original, no stored picture shows the image larger than its thumbnail.
+    overlay_side = OVERLAY_MAX_SIDE if analysis.keep_original else THUMBNAIL_MAX_SIDE
+    overlay = rendering.overlay(image, result.heatmap, max_side=overlay_side)
+    pictures = [
+        (
+            analysis.thumbnail,
+            rendering.encode(rendering.thumbnail(image, max_side=THUMBNAIL_MAX_SIDE), "webp"),
+            "thumbnail",
+        ),
+        (analysis.heatmap, rendering.encode(rendering.colorize(result.heatmap, overlay.size), "png"), "heatmap"),
+        (analysis.overlay, rendering.encode(overlay, "webp"), "overlay"),
+    ]
+    # Without a kept original, a face is shown no larger than it is in the thumbnail.
+    shrink = 1.0 if analysis.keep_original else min(1.0, THUMBNAIL_MAX_SIDE / max(image.size))
+    for face, face_result in zip(faces, result.faces, strict=True):
+        face_side = max(16, min(FACE_MAX_SIDE, round(face_result.crop.width * shrink)))
+        picture = rendering.overlay(face_result.crop, face_result.prediction.heatmap, max_side=face_side)
+        pictures.append((face.overlay, rendering.encode(picture, "webp"), f"face{face.number}-overlay"))
+    return pictures
+
+
+def _face_rows(analysis: Analysis, result) -> list[AnalysisFace]:
+    rows = []
+    for number, face_result in enumerate(result.faces, start=1):
+        left, top, right, bottom = face_result.face.box
+        x0, y0 = max(0, round(left)), max(0, round(top))
+        rows.append(
+            AnalysisFace(
+                analysis=analysis,
+                number=number,
+                left=x0,
+                top=y0,
+                width=max(1, min(analysis.width, round(right)) - x0),
+                height=max(1, min(analysis.height, round(bottom)) - y0),
+                detection_score=face_result.face.score,
+                probability_fake=face_result.prediction.probability_fake,
+                label=face_result.prediction.label,
+            )
+        )
+    return rows
+
+
 def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
-    """Run the active detector on the analysis's image and store the verdict, heatmap, overlay and thumbnail.
+    """Run the active detector on the analysis's image (face by face for a face model) and store the verdict, the
+    faces, and the heatmap, overlay and thumbnail pictures.
 
     Safe to call again for the same analysis (redelivered tasks): finished analyses are left as they are.
     """
     from detection import inference
-    from ml import rendering
 
     analysis = _analysis_claim(analysis_id=analysis_id, task_id=task_id or f"direct-{uuid.uuid4()}")
     if analysis is None:
@@ -242,7 +306,6 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
         detector_model = selectors.detector_model_get_active()
         if detector_model is None:
             raise AnalysisFailure("No detector model is active, so the image could not be analysed.")
-        detector = inference.detector_for(detector_model)
 
         decode_started = time.perf_counter()
         try:
@@ -258,17 +321,11 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
             raise AnalysisFailure(f"The image could not be decoded: {exc}") from exc
         decode_ms = (time.perf_counter() - decode_started) * 1000
 
-        (prediction,) = detector.analyze([image])
+        result = inference.analyze(detector_model, image)
 
         render_started = time.perf_counter()
-        # Without a kept original, no stored picture shows the image larger than its thumbnail.
-        overlay_side = OVERLAY_MAX_SIDE if analysis.keep_original else THUMBNAIL_MAX_SIDE
-        overlay = rendering.overlay(image, prediction.heatmap, max_side=overlay_side)
-        pictures = [
-            (analysis.thumbnail, rendering.encode(rendering.thumbnail(image, max_side=THUMBNAIL_MAX_SIDE), "webp")),
-            (analysis.heatmap, rendering.encode(rendering.colorize(prediction.heatmap, overlay.size), "png")),
-            (analysis.overlay, rendering.encode(overlay, "webp")),
-        ]
+        faces = _face_rows(analysis, result)
+        pictures = _analysis_pictures(analysis, image, result, faces)
         render_ms = (time.perf_counter() - render_started) * 1000
         _results_save(analysis, pictures)
     except AnalysisFailure as exc:
@@ -281,14 +338,17 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
         )
         return analysis
 
-    analysis.probability_fake = prediction.probability_fake
+    analysis.probability_fake = result.probability_fake
     analysis.threshold = detector_model.threshold
-    analysis.label = prediction.label
+    analysis.label = result.label
+    analysis.scope = result.scope
+    analysis.small_faces = result.small_faces
     analysis.detector_model = detector_model
     analysis.model_version = detector_model.label
     analysis.decode_ms = decode_ms
-    analysis.inference_ms = prediction.inference_ms
-    analysis.heatmap_ms = prediction.heatmap_ms + render_ms
+    analysis.faces_ms = result.faces_ms
+    analysis.inference_ms = result.inference_ms
+    analysis.heatmap_ms = result.heatmap_ms + render_ms
     analysis.total_ms = (time.perf_counter() - started) * 1000
     analysis.status = Analysis.Status.DONE
     analysis.finished_at = timezone.now()
@@ -299,8 +359,9 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
         still_there = Analysis.objects.select_for_update().filter(pk=analysis.pk).exists()
         if still_there:
             analysis.save()
+            AnalysisFace.objects.bulk_create(faces)
     if not still_there:
-        delete_files_on_commit(analysis.owned_files())
+        delete_files_on_commit(analysis.own_files() + [face.overlay for face in faces])
         return None
     if not analysis.keep_original:
         analysis_original_discard(analysis=analysis)
@@ -459,6 +520,8 @@ def detector_model_prepare(*, detector_model_id: int) -> DetectorModel:
         (probe,) = detector.analyze([_probe_image()])
         if not 0.0 <= probe.probability_fake <= 1.0:
             raise AnalysisFailure(f"The model answered {probe.probability_fake} for a probe image, not a probability.")
+        if detector_model.expects_faces:  # the face detector must be there too, or every analysis would fail
+            inference.analyze(detector_model, _probe_image())
     except (AnalysisFailure, MLError, OSError) as exc:
         detector_model.status = DetectorModel.Status.FAILED
         detector_model.status_message = str(exc)
@@ -484,6 +547,7 @@ def detector_model_register(
     metrics: dict | None = None,
     card: dict | None = None,
     description: str = "",
+    face_framing: float | None = None,
     activate: bool = False,
 ) -> DetectorModel:
     """Register a model from a local weights file: store the weights, validate them, and activate if asked."""
@@ -499,6 +563,7 @@ def detector_model_register(
         metrics=metrics or {},
         card=card or {},
         description=description,
+        face_framing=face_framing,
     )
     detector_model.full_clean(exclude=["weights"])
     try:
@@ -753,10 +818,12 @@ def analysis_rerun(*, analysis: Analysis) -> Analysis:
 
     with transaction.atomic():
         delete_files_on_commit([analysis.heatmap, analysis.overlay])
+        analysis.faces.all().delete()  # each face's picture goes with it (detection.signals)
         for name in ("probability_fake", "label", "threshold", "detector_model", "started_at", "finished_at"):
             setattr(analysis, name, None if name != "label" else "")
-        for name in ("decode_ms", "inference_ms", "heatmap_ms", "total_ms", "enqueued_at"):
+        for name in ("decode_ms", "faces_ms", "inference_ms", "heatmap_ms", "total_ms", "enqueued_at"):
             setattr(analysis, name, None)
+        analysis.scope, analysis.small_faces = "", 0
         analysis.heatmap = analysis.overlay = ""
         analysis.model_version = analysis.error_message = analysis.task_id = ""
         analysis.attempts = 0

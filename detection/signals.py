@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from detection.models import Analysis, DetectorModel, ModelEvaluation
+from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,12 @@ def delete_files_on_commit(files) -> None:
 
 @receiver(post_delete, sender=Analysis)
 def _analysis_deleted(sender, instance: Analysis, **kwargs) -> None:
-    delete_files_on_commit(instance.owned_files())
+    delete_files_on_commit(instance.own_files())  # its faces were deleted first, each with its own files
+
+
+@receiver(post_delete, sender=AnalysisFace)
+def _face_deleted(sender, instance: AnalysisFace, **kwargs) -> None:
+    delete_files_on_commit([instance.overlay])
 
 
 @receiver(post_delete, sender=ModelEvaluation)

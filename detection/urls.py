@@ -12,6 +12,7 @@ urlpatterns = [
     path("analyses/<uuid:public_id>/", views.analysis_detail, name="analysis_detail"),
     path("analyses/<uuid:public_id>/status/", views.analysis_status, name="analysis_status"),
     path("analyses/<uuid:public_id>/image/<slug:kind>/", views.analysis_image, name="analysis_image"),
+    path("analyses/<uuid:public_id>/faces/<int:number>/image/", views.analysis_face_image, name="analysis_face_image"),
     path("analyses/<uuid:public_id>/json/", views.analysis_json, name="analysis_json"),
     path("analyses/<uuid:public_id>/delete/", views.analysis_delete, name="analysis_delete"),
 ]

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from detection import presentation, selectors, services
 from detection.errors import SubmissionError
 from detection.forms import BulkDeleteForm, HistoryFilterForm, UploadOptionsForm
-from detection.models import Analysis
+from detection.models import Analysis, AnalysisFace
 
 HISTORY_PAGE_SIZE = 20
 # Pictures are served by type from their stored extension; originals carry their checked media type.
@@ -146,7 +146,20 @@ def analysis_image(request, public_id, kind):
         handle = field.open("rb")
     except (FileNotFoundError, OSError):
         raise Http404("The picture is no longer stored.") from None
-    return presentation.picture_response(analysis, kind, handle)
+    return presentation.analysis_picture_response(analysis, kind, handle)
+
+
+@login_required
+@require_GET
+def analysis_face_image(request, public_id, number):
+    """One face as the model saw it, with its heatmap: for the analysis's owner only."""
+    analysis = _analysis_or_404(request, public_id)
+    try:
+        face = selectors.analysis_face_get(analysis=analysis, number=number)
+        handle = face.overlay.open("rb")
+    except (AnalysisFace.DoesNotExist, ValueError, OSError):
+        raise Http404("This analysis has no such face picture.") from None
+    return presentation.face_picture_response(face, handle)
 
 
 @login_required

@@ -93,6 +93,7 @@ class ResultSerializer(serializers.Serializer):
 
 class TimingsSerializer(serializers.Serializer):
     decode_ms = serializers.FloatField(allow_null=True)
+    faces_ms = serializers.FloatField(allow_null=True, help_text="Finding faces (face models only).")
     inference_ms = serializers.FloatField(allow_null=True)
     heatmap_ms = serializers.FloatField(allow_null=True)
     total_ms = serializers.FloatField(allow_null=True)
@@ -103,6 +104,29 @@ class ImageLinksSerializer(serializers.Serializer):
     thumbnail = serializers.URLField(allow_null=True)
     heatmap = serializers.URLField(allow_null=True, help_text="Grad-CAM heatmap: where the model looked.")
     overlay = serializers.URLField(allow_null=True, help_text="The heatmap laid over the image.")
+
+
+class FaceBoxSerializer(serializers.Serializer):
+    left = serializers.IntegerField()
+    top = serializers.IntegerField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class FaceSerializer(serializers.Serializer):
+    number = serializers.IntegerField(help_text="1 for the largest face, then by size.")
+    box = FaceBoxSerializer(help_text="Where the face is, in the image's pixels (upright, after EXIF rotation).")
+    detection_score = serializers.FloatField(help_text="The face detector's confidence that this is a face.")
+    probability_fake = serializers.FloatField(min_value=0, max_value=1)
+    label = serializers.ChoiceField(choices=Analysis.Label.choices)
+    verdict = serializers.ChoiceField(choices=Analysis.Verdict.choices)
+    image = serializers.SerializerMethodField(help_text="The framed face the model saw, with its heatmap.")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image(self, face) -> str:
+        path = reverse("api:analysis-face-image", args=[face.analysis.public_id, face.number])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
 
 
 class AnalysisSerializer(serializers.Serializer):
@@ -122,6 +146,13 @@ class AnalysisSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     result = ResultSerializer(source="*", allow_null=True, help_text="Present once the analysis is done.")
+    scope = serializers.SerializerMethodField(
+        help_text="What the model looked at: `faces` (each face; the most suspicious face decides the verdict), "
+        "`image` (the whole image: the model is a whole-image model) or `no_face` (a face model found no face it "
+        "could judge and looked at the whole image, which lies outside what it was trained on). Null until done."
+    )
+    faces = FaceSerializer(many=True, help_text="The faces analysed, largest first; empty unless scope is `faces`.")
+    small_faces = serializers.IntegerField(help_text="Faces found but too small to judge (not analysed).")
     timings = TimingsSerializer(source="*")
     images = serializers.SerializerMethodField()
 
@@ -132,6 +163,10 @@ class AnalysisSerializer(serializers.Serializer):
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, analysis: Analysis) -> str:
         return self._absolute(reverse("api:analysis-detail", args=[analysis.public_id]))
+
+    @extend_schema_field(serializers.ChoiceField(choices=Analysis.Scope.choices, allow_null=True))
+    def get_scope(self, analysis: Analysis) -> str | None:
+        return analysis.scope or None
 
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Why the analysis failed."))
     def get_error_message(self, analysis: Analysis) -> str | None:
@@ -159,6 +194,9 @@ class SubmissionSerializer(AnalysisSerializer):
 
 class DetectorModelSerializer(serializers.ModelSerializer):
     metrics = serializers.DictField(help_text="Validation metrics from training, e.g. accuracy, roc_auc.")
+    expects_faces = serializers.BooleanField(
+        read_only=True, help_text="True for a face model: photos are analysed face by face (see `face_framing`)."
+    )
 
     class Meta:
         model = DetectorModel
@@ -168,6 +206,8 @@ class DetectorModelSerializer(serializers.ModelSerializer):
             "architecture",
             "input_size",
             "threshold",
+            "expects_faces",
+            "face_framing",
             "metrics",
             "description",
             "is_active",

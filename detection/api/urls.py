@@ -8,6 +8,11 @@ urlpatterns = [
     path("analyses/", views.AnalysisListCreateView.as_view(), name="analysis-list"),
     path("analyses/<uuid:public_id>/", views.AnalysisDetailView.as_view(), name="analysis-detail"),
     path("analyses/<uuid:public_id>/images/<str:kind>/", views.AnalysisImageView.as_view(), name="analysis-image"),
+    path(
+        "analyses/<uuid:public_id>/faces/<int:number>/image/",
+        views.AnalysisFaceImageView.as_view(),
+        name="analysis-face-image",
+    ),
     path("models/", views.DetectorModelListView.as_view(), name="model-list"),
     path("models/active/", views.ActiveDetectorModelView.as_view(), name="model-active"),
     re_path(r"^.*$", views.api_not_found),

@@ -27,7 +27,7 @@ from detection.api.serializers import (
     SubmitOptionsSerializer,
 )
 from detection.api.throttling import UploadRateThrottle
-from detection.models import Analysis
+from detection.models import Analysis, AnalysisFace
 
 # How often a waiting upload looks at its analysis again.
 WAIT_POLL_SECONDS = 0.2
@@ -241,7 +241,31 @@ class AnalysisImageView(APIView):
             handle = field.open("rb")
         except OSError:
             raise NotFound(f"The {kind} picture is no longer stored.") from None
-        return presentation.picture_response(analysis, kind, handle)
+        return presentation.analysis_picture_response(analysis, kind, handle)
+
+
+class AnalysisFaceImageView(APIView):
+    @extend_schema(
+        operation_id="analyses_face_image",
+        summary="One face of your analysis, as the model saw it",
+        description="The framed face the model analysed, with its Grad-CAM heatmap laid over it. The links are in "
+        "each entry of an analysis's `faces`.",
+        responses={
+            (200, "image/webp"): OpenApiTypes.BINARY,
+            **{
+                (code, "application/json"): response
+                for code, response in examples.error_responses(401, 404, 429).items()
+            },
+        },
+    )
+    def get(self, request, public_id, number):
+        analysis = _analysis_or_404(request, public_id)
+        try:
+            face = selectors.analysis_face_get(analysis=analysis, number=number)
+            handle = face.overlay.open("rb")
+        except (AnalysisFace.DoesNotExist, ValueError, OSError):
+            raise NotFound(f"This analysis has no picture of a face number {number}.") from None
+        return presentation.face_picture_response(face, handle)
 
 
 class DetectorModelListView(GenericAPIView):

@@ -45,3 +45,13 @@ def metric(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+@register.filter
+def box_position(face, analysis) -> str:
+    """CSS placing a face's box over the shown image, in percent of the image's size."""
+    width, height = analysis.width or 1, analysis.height or 1
+    return (
+        f"left: {face.left / width * 100:.2f}%; top: {face.top / height * 100:.2f}%; "
+        f"width: {face.width / width * 100:.2f}%; height: {face.height / height * 100:.2f}%"
+    )

@@ -274,3 +274,49 @@ def test_drop_paste_and_keyboard(live_server, browser_context, active_model, use
 
     assert guard.errors == [], f"console errors: {guard.errors}"
     assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"
+
+
+def test_a_photos_faces_are_boxed_over_it_and_each_opens_as_the_model_saw_it(
+    live_server, browser_context, active_face_model, user, password, artifacts, upload
+):
+    from conftest import jpeg_bytes, photo_with_faces
+    from detection import services
+    from detection.tests.conftest import wait_for
+
+    photo = jpeg_bytes(photo_with_faces([(80, 120, 240), (620, 260, 150)]))
+    analysis = services.analysis_create(user=user, file=upload("two-faces.jpg", data=photo), source="web").analysis
+    wait_for(
+        lambda: Analysis.objects.filter(pk=analysis.pk, status=Analysis.Status.DONE).exists(),
+        timeout=RESULT_TIMEOUT_MS / 1000,
+        what="the analysis (run by the in-process runner)",
+    )
+    faces = list(Analysis.objects.get(pk=analysis.pk).faces.all())
+    assert len(faces) == 2
+    context, guard = browser_context
+    page = context.new_page()
+    guard.watch(page)
+    page.goto(live_server.url + "/accounts/login/")
+    page.locator("#id_username").fill(user.username)
+    page.locator("#id_password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(live_server.url + analysis.get_absolute_url())
+    page.wait_for_function("() => [...document.images].every(image => image.complete && image.naturalWidth > 0)")
+
+    # Each box sits over its face: the same place, in the shown image's scale, as in the photo's pixels.
+    shown = page.get_by_role("img", name="The uploaded image").bounding_box()
+    scale = shown["width"] / 1000
+    for face in faces:
+        box = page.locator(f"[data-face-box='{face.number}']").bounding_box()
+        assert abs(box["x"] - (shown["x"] + face.left * scale)) < 3
+        assert abs(box["y"] - (shown["y"] + face.top * scale)) < 3
+        assert abs(box["width"] - face.width * scale) < 3
+    # Choosing a box goes to that face, shown as the model saw it.
+    page.locator("[data-face-box='2']").click()
+    page.wait_for_url("**#face-2")
+    card = page.locator("#face-2")
+    assert card.evaluate("card => getComputedStyle(card).outlineStyle") == "solid"
+    assert card.get_by_role("img").evaluate("image => image.naturalWidth") > 0
+    screenshots(page, artifacts, "result-faces")
+
+    assert guard.errors == [], f"console errors: {guard.errors}"
+    assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"

@@ -70,3 +70,50 @@ def test_a_hub_model_that_cannot_be_had_stops_the_command_with_the_reason(db, se
 
     assert not DetectorModel.objects.filter(is_active=True).exists()
     assert DetectorModel.objects.get().status == "failed"
+
+
+@pytest.fixture
+def fast_engine(settings):
+    settings.INFERENCE_BACKEND = "torch"
+    settings.INFERENCE_PRECISION = "fp32"
+
+
+def test_the_bundled_reference_model_is_registered_and_activated(db, fast_engine):
+    from detection.management.commands.ensure_active_model import BUNDLED_MODEL_DIR
+    from ml.package import read_card
+
+    output = run_command()
+
+    card = read_card(BUNDLED_MODEL_DIR)
+    model = DetectorModel.objects.get(is_active=True)
+    assert "registering the bundled reference model" in output
+    assert (model.architecture, model.input_size, model.sha256) == ("mobilenet_v2", 160, card["sha256"])
+    assert model.status == "ready" and model.face_framing == card["faces"]["framing"] == 1.25
+    assert model.threshold == pytest.approx(card["threshold"])
+    assert "Research and evaluation use only" in model.card["terms"]
+    assert model.metrics["validation"]["roc_auc"] >= 0.99
+
+
+def test_a_replaced_reference_model_is_activated_again_not_registered_twice(db, fast_engine):
+    run_command()
+    reference = DetectorModel.objects.get(is_active=True)
+    DetectorModel.objects.filter(pk=reference.pk).update(is_active=False)
+
+    output = run_command()
+
+    assert "activating the bundled reference model" in output
+    assert list(DetectorModel.objects.filter(is_active=True)) == [reference]
+    assert DetectorModel.objects.count() == 1
+
+
+def test_without_the_bundled_model_the_starter_model_is_made(db, monkeypatch):
+    from detection.management.commands import ensure_active_model
+
+    calls = []
+    monkeypatch.setattr(ensure_active_model, "BUNDLED_MODEL_DIR", ensure_active_model.BUNDLED_MODEL_DIR / "missing")
+    monkeypatch.setattr(ensure_active_model, "call_command", lambda name, **kwargs: calls.append(name))
+
+    with pytest.raises(CommandError, match="make_starter_model finished without activating a model"):
+        run_command()
+
+    assert calls == ["make_starter_model"]

@@ -97,3 +97,20 @@ def test_the_robustness_conditions_degrade_and_can_go_to_worker_processes(photo)
         assert degraded.size == ((48, 32) if name == "downscale_0.5x" else photo.size), name
         if name != "downscale_0.5x":
             assert np.abs(pixels(degraded) - pixels(photo)).mean() > 0, name
+
+
+def test_random_downscaling_draws_sizes_between_the_minimum_and_the_pictures_own():
+    photo = picture(200, 160, seed=4)
+    augment = Augment(
+        AugmentConfig(downscale_prob=1.0, downscale_min_side=40, blur_prob=0, jpeg_prob=0, crop_scale=1.0, flip=False)
+    )
+    random.seed(1)
+
+    sizes = [augment(photo).size for _ in range(40)]
+
+    shorter = [min(size) for size in sizes]
+    assert min(shorter) >= 40 and max(shorter) <= 160 and len(set(shorter)) > 20
+    assert all(abs(w / h - 200 / 160) < 0.05 for w, h in sizes)  # the aspect ratio is kept
+    # Never enlarged, and off by default: the default recipe keeps the picture's resolution.
+    assert Augment(AugmentConfig(downscale_prob=1.0, downscale_min_side=400))(photo).size == (175, 140)
+    assert AugmentConfig().downscale_prob == 0.0

@@ -275,3 +275,25 @@ def test_paired_batches_are_shared_out_between_processes(paired_dataset):
     assert len(shards[0]) == len(shards[1]) == 2
     seen = [i for shard in shards for batch in shard for i in batch]
     assert len(seen) == len(set(seen)) == 16
+
+
+def test_face_datasets_frame_the_largest_face_after_the_degradation(tmp_path):
+    from conftest import photo_with_faces
+    from ml.augment import downscale
+    from ml.data import REAL, Sample
+    from ml.faces import default_finder, main_face_crop
+    from ml.preprocessing import to_array
+
+    photo = photo_with_faces([(80, 120, 240), (620, 260, 150)])
+    photo.save(tmp_path / "two.png")
+    sample = Sample(tmp_path / "two.png", REAL)
+
+    framed, _ = ImageDataset([sample], 64, faces=True)[0]
+    halved, _ = ImageDataset([sample], 64, faces=True, degrade=lambda image: downscale(image, 0.5))[0]
+
+    expected = main_face_crop(photo)
+    (largest, _) = default_finder().find(photo)
+    assert expected.width == round(largest.side * 1.25)
+    np.testing.assert_allclose(framed.numpy(), to_array(expected, 64), atol=1e-5)
+    assert not np.allclose(halved.numpy(), framed.numpy(), atol=1e-2)  # found again in the halved photo
+    np.testing.assert_allclose(halved.numpy(), to_array(main_face_crop(downscale(photo, 0.5)), 64), atol=1e-5)

@@ -233,3 +233,12 @@ SMALL = [
     "1",
     "--no-pretrained",
 ]
+
+
+def test_a_face_model_records_its_framing_in_the_card(data_dir, tmp_path):
+    from ml.faces import face_card
+
+    result = train(config(data_dir, tmp_path / "faces", faces=True, cache_images=True))
+
+    assert result.card["faces"] == face_card() and result.card["faces"]["framing"] == 1.25
+    assert load_package(result.package_dir)[1]["faces"] == face_card()

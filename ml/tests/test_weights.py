@@ -87,7 +87,7 @@ def test_a_whole_pickled_model_is_refused_with_how_to_save_its_weights(resnet18,
     with pytest.raises(NotAStateDictError) as caught:
         read_state_dict(path)
 
-    assert "holds Python objects (ml.architectures.DeepfakeNet), not only tensors" in str(caught.value)
+    assert "holds Python objects (ml.architectures.ResNetDetector), not only tensors" in str(caught.value)
     assert "Save the weights with torch.save(model.state_dict(), path) or as .safetensors." in str(caught.value)
 
 

@@ -1,20 +1,30 @@
 """Make sure a detector model is active before the product serves: the run command and compose's release step call it.
 
 Order of preference: the model already active; else the Hugging Face model named by HUGGINGFACE_REPO and
-MODEL_FILENAME (downloaded, validated and activated); else the starter model, trained here on generated data.
+MODEL_FILENAME (downloaded, validated and activated); else the reference model bundled in the repository
+(models/reference, docs/model-results.md), registered and activated in seconds; else, when that folder is missing,
+the starter model, trained here on generated data.
 """
+
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from detection import services
+from detection.management.commands.train_detector import register_package
 from detection.models import DetectorModel
 from detection.selectors import detector_model_get_active
 
+BUNDLED_MODEL_DIR = Path(settings.BASE_DIR) / "models" / "reference"
+
 
 class Command(BaseCommand):
-    help = "Activate a detector model if none is active: the configured Hugging Face model, else the starter model."
+    help = (
+        "Activate a detector model if none is active: the configured Hugging Face model, else the bundled reference "
+        "model, else the starter model."
+    )
 
     def handle(self, *args, **options):
         active = detector_model_get_active()
@@ -23,13 +33,31 @@ class Command(BaseCommand):
             return
         if settings.HUGGINGFACE_REPO:
             model = self._activate_hub_model()
+        elif (BUNDLED_MODEL_DIR / "model_card.json").is_file():
+            model = self._activate_bundled_model()
         else:
-            self.stdout.write("No detector model is active and HUGGINGFACE_REPO is not set: making the starter model.")
+            self.stdout.write(
+                f"No detector model is active and {BUNDLED_MODEL_DIR} is missing: making the starter model."
+            )
             call_command("make_starter_model", stdout=self.stdout, stderr=self.stderr)
             model = detector_model_get_active()
             if model is None:
                 raise CommandError("make_starter_model finished without activating a model.")
         self.stdout.write(self.style.SUCCESS(f"Active detector model: {model} ({model.architecture})."))
+
+    def _activate_bundled_model(self) -> DetectorModel:
+        from ml.package import read_card
+
+        card = read_card(BUNDLED_MODEL_DIR)
+        # Registered before and since replaced: the same weights, already checked, are activated again.
+        earlier = DetectorModel.objects.filter(sha256=card["sha256"], status=DetectorModel.Status.READY).first()
+        if earlier is not None:
+            self.stdout.write(f"No detector model is active: activating the bundled reference model “{earlier}” again.")
+            return services.detector_model_activate_checked(detector_model=earlier)
+        self.stdout.write(
+            f"No detector model is active: registering the bundled reference model from {BUNDLED_MODEL_DIR}."
+        )
+        return register_package(BUNDLED_MODEL_DIR, activate=True)
 
     def _activate_hub_model(self) -> DetectorModel:
         repo, filename = settings.HUGGINGFACE_REPO, settings.MODEL_FILENAME
@@ -51,6 +79,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"The model {filename} from {repo} could not be used: {model.status_message} "
                 "Fix HUGGINGFACE_REPO / MODEL_FILENAME / HUGGINGFACE_TOKEN, or unset HUGGINGFACE_REPO to use the "
-                "starter model."
+                "bundled reference model."
             )
         return services.detector_model_activate(detector_model=model)

@@ -99,6 +99,7 @@ def register_package(package_dir: Path, *, activate: bool) -> DetectorModel:
             metrics=card.get("metrics", {}),
             card=card,
             description=model_description(card),
+            face_framing=(card.get("faces") or {}).get("framing"),
             activate=False,
         )
     except ValidationError as exc:
