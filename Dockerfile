@@ -21,7 +21,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/venv/bin:$PATH
 
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-no-deps.txt /tmp/
 # torch and torchvision first, at the versions requirements.txt pins and without their dependencies: the second
 # step then finds them installed (2.14.1+cpu satisfies ==2.14.1) and takes their dependencies from PyPI.
 # The grep's output is meant to split into two requirement arguments.
@@ -30,7 +30,8 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then \
         pip install --no-deps --index-url "$TORCH_INDEX_URL" $(grep -E '^(torch|torchvision)==' /tmp/requirements.txt); \
     fi \
  && pip install -r /tmp/requirements.txt \
- && pip check
+ && pip check \
+ && pip install --no-deps -r /tmp/requirements-no-deps.txt
 
 # --- runtime ---------------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -63,6 +64,7 @@ COPY deepfake_site/ deepfake_site/
 COPY accounts/ accounts/
 COPY detection/ detection/
 COPY ml/ ml/
+COPY models/ models/
 COPY templates/ templates/
 COPY static/ static/
 COPY deploy/healthcheck.py deploy/healthcheck.py
