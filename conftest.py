@@ -73,6 +73,14 @@ def _media_in_tmp(settings, tmp_path):
     return media
 
 
+@pytest.fixture(autouse=True)
+def _fresh_request_limits():
+    """Each test starts with no requests counted (the limits live in the cache, which outlives a test)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def password():
     return "correct-horse-battery-staple-42"
@@ -159,6 +167,21 @@ def photo_with_faces(places: list[tuple[int, int, int]], *, width: int = 1000, h
     for left, top, side in places:
         photo.paste(astronaut_face(side), (left, top))
     return photo
+
+
+def png_bomb(side: int = 30_000) -> bytes:
+    """A valid black-and-white PNG of side × side pixels: about 100 KB on disk, 900 megapixels once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte, then 1 bit per pixel
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row * 1000) for _ in range(side // 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 @pytest.fixture

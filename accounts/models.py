@@ -3,12 +3,52 @@ import hashlib
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+SESSION_HASH_SALT = "accounts.User.get_session_auth_hash"
 
 
 class User(AbstractUser):
     """The project's user; custom from the first migration so fields can be added without a painful swap later."""
 
     email = models.EmailField("e-mail address", blank=True)
+    # Part of every session's check: raising it signs the user out of every session at once.
+    session_generation = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta(AbstractUser.Meta):
+        constraints = [
+            # A password reset mails the one account with the address, whatever its case.
+            models.UniqueConstraint(Lower("email"), condition=~models.Q(email=""), name="unique_email_case_insensitive")
+        ]
+
+    def save(self, *args, **kwargs):
+        password_changed = self._password is not None and self.pk is not None
+        super().save(*args, **kwargs)
+        if password_changed:  # changed or reset, by the user, a reset link or an administrator
+            self.api_tokens_revoke()
+
+    def api_tokens_revoke(self) -> int:
+        """Revoke every active API token; returns how many there were."""
+        return self.api_tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+    def sign_out_everywhere(self) -> None:
+        """End every session of this user, on every device, and revoke every API token."""
+        User.objects.filter(pk=self.pk).update(session_generation=models.F("session_generation") + 1)
+        self.refresh_from_db(fields=["session_generation"])
+        self.api_tokens_revoke()
+
+    def get_session_auth_hash(self) -> str:
+        return self._session_hash(settings.SECRET_KEY)
+
+    def get_session_auth_fallback_hash(self):
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_hash(secret)
+
+    def _session_hash(self, secret: str) -> str:
+        value = f"{self.password}:{self.session_generation}"
+        return salted_hmac(SESSION_HASH_SALT, value, secret=secret, algorithm="sha256").hexdigest()
 
 
 def api_token_hash(raw_token: str) -> str:

@@ -1,20 +1,27 @@
 import secrets
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django_ratelimit.core import is_ratelimited
 
 from accounts.models import ApiToken, User, api_token_hash
+from deepfake_site.client_ip import client_ip
 
 # Refresh last_used_at at most this often, so a busy API client does not turn every request into a write.
 LAST_USED_RESOLUTION_SECONDS = 60
+# Active API tokens per user: enough for every script and machine, few enough to keep track of.
+MAX_ACTIVE_TOKENS = 10
 
 
 @transaction.atomic
 def user_create(*, username: str, email: str, password: str) -> User:
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": "That username is taken. Please choose another one."})
+    if email and User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "An account with this e-mail address already exists."})
     user = User(username=username, email=email)
     validate_password(password, user)
     user.set_password(password)
@@ -23,15 +30,22 @@ def user_create(*, username: str, email: str, password: str) -> User:
     return user
 
 
+@transaction.atomic
 def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a token and return it with its plain value, which is never stored and cannot be shown again."""
+    User.objects.select_for_update().filter(pk=user.pk).first()  # one creation at a time per user: the cap holds
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the token a name, so you can tell it apart later."})
     if len(name) > 100:
         raise ValidationError({"name": "Token names are at most 100 characters."})
-    if ApiToken.objects.filter(user=user, name=name, revoked_at__isnull=True).exists():
+    active = ApiToken.objects.filter(user=user, revoked_at__isnull=True)
+    if active.filter(name=name).exists():
         raise ValidationError({"name": f"You already have an active token named “{name}”."})
+    if active.count() >= MAX_ACTIVE_TOKENS:
+        raise ValidationError(
+            {"name": f"You have {MAX_ACTIVE_TOKENS} active tokens, the most allowed. Revoke one you no longer use."}
+        )
     raw_token = ApiToken.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=name, token_hash=api_token_hash(raw_token), hint=raw_token[: len(ApiToken.PREFIX) + 4]
@@ -198,3 +212,22 @@ def user_delete(*, user: User) -> None:
                 ) from exc
     with transaction.atomic():
         user.delete()
+
+
+def password_reset_limited(*, request, email: str) -> bool:
+    """True once this address, or this e-mail, has asked for more reset links than PASSWORD_RESET_RATE allows;
+    each request counts, allowed or not."""
+    rate = settings.PASSWORD_RESET_RATE
+    if rate is None:
+        return False
+    by_address = is_ratelimited(
+        request,
+        group="password-reset-address",
+        key=lambda group, request: client_ip(request),
+        rate=rate,
+        increment=True,
+    )
+    by_email = is_ratelimited(
+        request, group="password-reset-email", key=lambda group, request: email.lower(), rate=rate, increment=True
+    )
+    return by_address or by_email

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -34,12 +35,60 @@ def signup(request):
     return render(request, "accounts/signup.html", {"form": form}, status=status)
 
 
-class LoginView(auth_views.LoginView):
-    template_name = "accounts/login.html"
-    redirect_authenticated_user = True
+class FormErrorsAre400:
+    """Forms with errors answer 400, as every form of the site does."""
 
     def form_invalid(self, form):
         return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+class LoginView(FormErrorsAre400, auth_views.LoginView):
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+
+class PasswordChangeView(FormErrorsAre400, auth_views.PasswordChangeView):
+    """A password change signs the user out of every other session (Django) and revokes every API token
+    (accounts.models.User.save)."""
+
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change_done")
+
+
+class PasswordResetConfirmView(FormErrorsAre400, auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+    success_url = reverse_lazy("accounts:password_reset_complete")
+
+
+class PasswordResetView(FormErrorsAre400, auth_views.PasswordResetView):
+    """Asking for a reset link is limited per address and per e-mail (PASSWORD_RESET_RATE), so the form cannot be
+    used to flood someone's mailbox."""
+
+    template_name = "accounts/password_reset.html"
+    email_template_name = "accounts/password_reset_email.txt"
+    subject_template_name = "accounts/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+
+    def form_valid(self, form):
+        if services.password_reset_limited(request=self.request, email=form.cleaned_data["email"]):
+            form.add_error(
+                None,
+                "Too many password reset e-mails were asked for, from here or for this address. The links already "
+                "sent stay valid; please wait an hour before asking again.",
+            )
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)
+
+
+@login_required
+@require_POST
+def sign_out_everywhere(request):
+    request.user.sign_out_everywhere()
+    logout(request)
+    messages.success(
+        request, "You are signed out on every device, and all your API tokens are revoked. Sign in again here."
+    )
+    return redirect("accounts:login")
 
 
 @login_required

@@ -1,8 +1,11 @@
 """GET /health: the state of the database, the broker (when configured) and the detector model, as JSON.
 
 200 when every check passes, 503 when any fails, so load balancers and container health checks can act on it.
+Anyone gets each check's status; the details (database vendor, model name and version, error messages) go to
+staff users and to probes that send `Authorization: Bearer <HEALTH_TOKEN>`, and to no one else.
 """
 
+import hmac
 import sys
 
 from django.conf import settings
@@ -60,4 +63,14 @@ def health(request):
     # Without a database there is no telling which model is active.
     checks["model"] = check_model() if checks["database"]["status"] == "ok" else {"status": "unknown"}
     healthy = all(check["status"] != "error" for check in checks.values())
+    if not may_see_details(request):
+        checks = {name: {"status": check["status"]} for name, check in checks.items()}
     return JsonResponse({"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503)
+
+
+def may_see_details(request) -> bool:
+    if request.user.is_authenticated and request.user.is_staff:
+        return True
+    token = settings.HEALTH_TOKEN
+    sent = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())

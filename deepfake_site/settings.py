@@ -39,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
+    "csp",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -49,7 +51,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything that could read the request body.
-    "detection.api.middleware.ApiUploadSizeLimitMiddleware",
+    "detection.middleware.UploadSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,7 +59,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "deepfake_site.urls"
@@ -161,6 +166,40 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+# How many proxies in front of the site append to X-Forwarded-For (0: none, the peer's address is the client's).
+# Per-address limits (sign-in lockout, password resets) count the client's address, never a proxy's.
+NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0, maximum=5)
+
+# Content-Security-Policy (django-csp): everything from this site only, no inline or evaluated script. Inline
+# style attributes (a meter's width, a face box's place) are allowed; scripts and styles come from static files.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],  # pictures are served by the site itself, never by the storage
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],  # Redoc renders in a worker made from a blob
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Sign-in lockout (django-axes), on the site's and the admin's sign-in pages: after LOGIN_FAILURE_LIMIT failed
+# attempts for one username, or from one address, further attempts are refused for LOGIN_LOCKOUT_MINUTES.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=100)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: an account, or an address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_CLIENT_IP_CALLABLE = "deepfake_site.client_ip.client_ip"
+AXES_VERBOSE = False
+
 # --- Logging ----------------------------------------------------------------------------------------------------
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
@@ -244,6 +283,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-originals": {"task": "detection.tasks.analysis_originals_expire_task", "schedule": 3600.0},
 }
 HEALTH_BROKER_TIMEOUT = 2.0
+# A secret that lets a monitoring probe read /health's details (Authorization: Bearer ...); staff see them anyway.
+HEALTH_TOKEN = env_str("HEALTH_TOKEN", "")
 
 # --- Cache ------------------------------------------------------------------------------------------------------
 
@@ -271,10 +312,18 @@ def _throttle_rate(name: str, default: str) -> str | None:
     return value
 
 
-# Per API token (or per signed-in user in the browser); over the limit the answer is 429 with Retry-After.
+# API requests per user, whichever of their tokens (or their browser session) sends them; over the limit the answer
+# is 429 with Retry-After.
 API_THROTTLE_RATE = _throttle_rate("API_THROTTLE_RATE", "120/minute")
-# Uploads cost an analysis each, so they have a limit of their own on top.
-API_UPLOAD_THROTTLE_RATE = _throttle_rate("API_UPLOAD_THROTTLE_RATE", "30/minute")
+# Uploads cost an analysis each, so they have a limit of their own, per user, counted across the web pages, the API
+# and every token: each file is one upload.
+UPLOAD_THROTTLE_RATE = _throttle_rate("UPLOAD_THROTTLE_RATE", "30/minute")
+# Files one upload page request may carry (the page itself sends one file per request).
+MAX_FILES_PER_UPLOAD = env_int("MAX_FILES_PER_UPLOAD", 20, minimum=1, maximum=100)
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD
+# Password reset e-mails asked for, per address and per e-mail (django-ratelimit, in the cache).
+PASSWORD_RESET_RATE = _throttle_rate("PASSWORD_RESET_RATE", "3/hour")
+RATELIMIT_FAIL_OPEN = True  # with the shared cache down, serving requests matters more than counting them
 # The longest an upload may ask to wait for its result (?wait=); keep it below the web server's request timeout.
 API_MAX_WAIT_SECONDS = env_int("API_MAX_WAIT_SECONDS", 20, minimum=0, maximum=300)
 
@@ -287,7 +336,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "detection.api.negotiation.JsonFallbackNegotiation",
-    "DEFAULT_THROTTLE_CLASSES": ["detection.api.throttling.ApiRateThrottle"],
+    "DEFAULT_METADATA_CLASS": "detection.api.metadata.EndpointMetadata",
+    "DEFAULT_THROTTLE_CLASSES": ["detection.throttling.ApiRateThrottle"],
     "EXCEPTION_HANDLER": "detection.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "multipart",

@@ -35,7 +35,10 @@ def probe(url: str, host: str) -> tuple[int | None, str]:
     if not url.startswith(("http://", "https://")):
         return None, f"HEALTHCHECK_URL must be an http(s) URL, not {url!r}"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects)
-    request = urllib.request.Request(url, headers={"Host": host})  # noqa: S310 (the scheme is checked above)
+    headers = {"Host": host}
+    if os.environ.get("HEALTH_TOKEN"):  # then /health says what is wrong, not only that something is
+        headers["Authorization"] = f"Bearer {os.environ['HEALTH_TOKEN']}"
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (the scheme is checked above)
     try:
         with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
             status, body = response.status, response.read()

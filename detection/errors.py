@@ -33,6 +33,12 @@ class ImageTooSmall(SubmissionError):
     code = "image_too_small"
 
 
+class ImageTooLarge(SubmissionError):
+    """More pixels than may be decoded (MAX_IMAGE_MEGAPIXELS), whatever the file's size: e.g. a decompression bomb."""
+
+    code = "image_too_large"
+
+
 class FileTooLarge(SubmissionError):
     code = "file_too_large"
     status = 413
@@ -41,6 +47,20 @@ class FileTooLarge(SubmissionError):
 class UnsupportedMediaType(SubmissionError):
     code = "unsupported_media_type"
     status = 415
+
+
+class TooManyUploads(SubmissionError):
+    """Over the per-user upload limit (UPLOAD_THROTTLE_RATE)."""
+
+    code = "throttled"
+    status = 429
+
+
+class IdempotencyKeyReused(SubmissionError):
+    """An Idempotency-Key sent again with another file than the first time."""
+
+    code = "idempotency_key_reused"
+    status = 422
 
 
 class ServiceUnavailable(SubmissionError):

@@ -175,6 +175,14 @@ class Analysis(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "analyses"
         indexes = [models.Index(fields=["owner", "-created_at"], name="analysis_owner_recent")]
+        constraints = [
+            # Uploads of the same image that arrive together share one analysis (detection.services).
+            models.UniqueConstraint(
+                fields=["owner", "sha256"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_unfinished_analysis_per_image",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.original_name} ({self.get_status_display().lower()})"
@@ -204,6 +212,22 @@ class Analysis(models.Model):
     def owned_files(self) -> list:
         """Every stored file of the analysis, its faces' pictures included."""
         return self.own_files() + [face.overlay for face in self.faces.all() if face.overlay]
+
+
+class IdempotencyKey(models.Model):
+    """An API client's Idempotency-Key and the upload it answered: a retry of the same request gets that analysis."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=255)
+    sha256 = models.CharField("SHA-256 of the file", max_length=64)
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="idempotency_keys")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="unique_idempotency_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.analysis_id}"
 
 
 class AnalysisFace(models.Model):

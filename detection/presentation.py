@@ -231,7 +231,7 @@ def picture_response(field, handle, *, filename: str, content_type: str | None =
     defaults to the one its stored extension says."""
     extension = field.name.rsplit(".", 1)[-1].lower()
     response = FileResponse(handle, content_type=content_type or PICTURE_TYPES.get(extension, "image/png"))
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # never kept after a deletion or a sign-out
     response["Content-Disposition"] = f'inline; filename="{filename}.{extension}"'
     return response
 

@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -26,15 +26,17 @@ from detection.errors import (
     CorruptImage,
     EmptyFile,
     FileTooLarge,
+    IdempotencyKeyReused,
+    ImageTooLarge,
     ImageTooSmall,
     MissingFile,
     NoActiveModel,
     StorageUnavailable,
     UnsupportedMediaType,
 )
-from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
+from detection.models import Analysis, AnalysisFace, DetectorModel, IdempotencyKey, ModelEvaluation
 from detection.signals import delete_files_on_commit
-from ml.errors import UnreadableImageError
+from ml.errors import TooManyPixelsError, UnreadableImageError
 from ml.preprocessing import decode_image
 
 logger = logging.getLogger(__name__)
@@ -73,17 +75,25 @@ def megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
+def _too_many_pixels(name: str, max_pixels: int) -> str:
+    return (
+        f"“{name}” has more pixels than can be analysed safely: images up to {max_pixels / 1e6:g} megapixels are "
+        "accepted. Please resize it and try again."
+    )
+
+
 def image_inspect(*, data: bytes, name: str) -> ImageFacts:
     """Check that the bytes are a complete image of an accepted type and size; SubmissionError says why not."""
     if not data:
         raise EmptyFile(f"“{name}” is empty (0 bytes).")
     if len(data) > settings.MAX_FILE_SIZE:
-        raise FileTooLarge(
-            f"“{name}” is {megabytes(len(data))}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted."
-        )
+        raise file_too_large(name, len(data))
+    max_pixels = settings.MAX_IMAGE_MEGAPIXELS * 1_000_000
     try:
         with Image.open(io.BytesIO(data)) as probe:
             file_format = probe.format
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(_too_many_pixels(name, max_pixels)) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise UnsupportedMediaType(
             f"“{name}” is not an image in a supported format ({ACCEPTED_DESCRIPTION})."
@@ -93,7 +103,9 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
             f"“{name}” is a {file_format} image; only {ACCEPTED_DESCRIPTION} images are accepted."
         )
     try:
-        decoded = decode_image(data, max_pixels=settings.MAX_IMAGE_MEGAPIXELS * 1_000_000)
+        decoded = decode_image(data, max_pixels=max_pixels)
+    except TooManyPixelsError:
+        raise ImageTooLarge(_too_many_pixels(name, max_pixels)) from None
     except UnreadableImageError as exc:
         raise CorruptImage(f"“{name}” cannot be used: {exc}") from None
     shorter, longer = sorted((decoded.width, decoded.height))
@@ -118,26 +130,62 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
     )
 
 
+def file_too_large(name: str, size: int | None) -> FileTooLarge:
+    """The refusal of a file over MAX_FILE_SIZE; size None when it was stopped while arriving (its size unknown)."""
+    actual = megabytes(size) if size is not None else f"over {settings.MAX_FILE_SIZE_MB} MB"
+    return FileTooLarge(f"“{name}” is {actual}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted.")
+
+
 def _read_upload(file) -> bytes:
     if file.size is not None and file.size > settings.MAX_FILE_SIZE:
-        raise FileTooLarge(
-            f"“{file.name}” is {megabytes(file.size)}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted."
-        )
+        raise file_too_large(file.name, file.size)
     file.seek(0)
     return file.read(settings.MAX_FILE_SIZE + 1)
 
 
-def analysis_create(*, user: User, file, source: str, keep_original: bool | None = None) -> Submission:
+def analysis_create(
+    *, user: User, file, source: str, keep_original: bool | None = None, idempotency_key: str = ""
+) -> Submission:
     """Validate and store an uploaded image, record an analysis and queue it once the row is committed.
 
-    An identical image the user already submitted for the same model version is answered by that analysis.
+    An identical image the user already submitted for the same model version (or still waiting) is answered by that
+    analysis, even when both uploads arrive at once. With an idempotency key, a repeat of the same request (same key,
+    same file) is answered by the first one's analysis; the same key with another file is refused.
     """
     if file is None:
         raise MissingFile("No file was sent. Choose a JPEG, PNG or WebP image.")
     name = (file.name or "image").rsplit("/", 1)[-1][:255]
     data = _read_upload(file)
     facts = image_inspect(data=data, name=name)
+    if idempotency_key:
+        earlier = _idempotency_key_answer(user=user, key=idempotency_key, sha256=facts.sha256)
+        if earlier is not None:
+            return earlier
+    submission = _analysis_submit(user, name, data, facts, source=source, keep_original=keep_original)
+    if idempotency_key:
+        try:
+            with transaction.atomic():
+                IdempotencyKey.objects.create(
+                    owner=user, key=idempotency_key, sha256=facts.sha256, analysis=submission.analysis
+                )
+        except IntegrityError:  # the same key, at the same moment: the first request's answer stands
+            return _idempotency_key_answer(user=user, key=idempotency_key, sha256=facts.sha256) or submission
+    return submission
 
+
+def _idempotency_key_answer(*, user: User, key: str, sha256: str) -> Submission | None:
+    earlier = IdempotencyKey.objects.select_related("analysis").filter(owner=user, key=key).first()
+    if earlier is None:
+        return None
+    if earlier.sha256 != sha256:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for another file. Use a new key for each new upload.",
+            field="Idempotency-Key",
+        )
+    return Submission(analysis=earlier.analysis, reused=True, queued=True)
+
+
+def _analysis_submit(user: User, name: str, data: bytes, facts: ImageFacts, *, source, keep_original) -> Submission:
     detector_model = selectors.detector_model_get_active()
     if detector_model is None:
         raise NoActiveModel("No detector model is active yet, so images cannot be analysed. Please try again later.")
@@ -172,6 +220,14 @@ def analysis_create(*, user: User, file, source: str, keep_original: bool | None
             transaction.on_commit(
                 lambda: outcome.setdefault("queued", analysis_enqueue(analysis_id=analysis.pk)), robust=True
             )
+    except IntegrityError:
+        # The same image by the same user, inserted a moment earlier by a concurrent upload (one unfinished
+        # analysis per image: Analysis.Meta.constraints). That one answers this upload too.
+        analysis.original.delete(save=False)
+        existing = selectors.analysis_find_reusable(user=user, sha256=facts.sha256, detector_model=detector_model)
+        if existing is None:
+            raise
+        return Submission(analysis=existing, reused=True, queued=True)
     except DatabaseError:
         analysis.original.delete(save=False)
         raise
@@ -828,6 +884,13 @@ def analysis_rerun(*, analysis: Analysis) -> Analysis:
         analysis.model_version = analysis.error_message = analysis.task_id = ""
         analysis.attempts = 0
         analysis.status = Analysis.Status.QUEUED
-        analysis.save()
+        try:
+            with transaction.atomic():
+                analysis.save()
+        except IntegrityError:
+            raise ValidationError(
+                f"“{analysis}” cannot run again now: another analysis of the same image by the same user is still "
+                "waiting or running."
+            ) from None
         transaction.on_commit(lambda: analysis_enqueue(analysis_id=analysis.pk), robust=True)
     return analysis

@@ -1,17 +1,16 @@
-"""Request limits per API token (or per signed-in user for browser sessions), read from the settings."""
+"""Request limits per user, read from the settings: API requests (API_THROTTLE_RATE), and uploads counted across
+the web pages, the API and every token (UPLOAD_THROTTLE_RATE, one per file)."""
 
 import logging
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from accounts.models import ApiToken
-
 logger = logging.getLogger(__name__)
 
 
 class ApiRateThrottle(SimpleRateThrottle):
-    """Every API request counts against API_THROTTLE_RATE."""
+    """Every API request counts against API_THROTTLE_RATE, per user: a second token adds nothing."""
 
     scope = "api"
     setting_name = "API_THROTTLE_RATE"
@@ -21,24 +20,21 @@ class ApiRateThrottle(SimpleRateThrottle):
         return getattr(settings, self.setting_name) or None
 
     def get_cache_key(self, request, view) -> str | None:
-        if isinstance(request.auth, ApiToken):
-            ident = f"token-{request.auth.pk}"
-        elif request.user and request.user.is_authenticated:
-            ident = f"user-{request.user.pk}"
-        else:
+        if not (request.user and request.user.is_authenticated):
             return None  # anonymous requests are refused before throttling
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        return self.cache_format % {"scope": self.scope, "ident": f"user-{request.user.pk}"}
 
     def allow_request(self, request, view) -> bool:
         try:
             return super().allow_request(request, view)
         except Exception:  # the shared cache is down: serving requests matters more than counting them
-            logger.warning("API throttling skipped: the cache cannot be reached", exc_info=True)
+            logger.warning("Request limits skipped: the cache cannot be reached", exc_info=True)
             return True
 
 
 class UploadRateThrottle(ApiRateThrottle):
-    """Uploads (which cost an analysis each) also count against API_UPLOAD_THROTTLE_RATE."""
+    """Uploads (which cost an analysis each) count against UPLOAD_THROTTLE_RATE, per user, whichever way they come:
+    the API asks once per request, the upload page once per file."""
 
     scope = "upload"
-    setting_name = "API_UPLOAD_THROTTLE_RATE"
+    setting_name = "UPLOAD_THROTTLE_RATE"

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
@@ -13,12 +14,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from detection import presentation, selectors, services
-from detection.errors import SubmissionError
+from detection.errors import SubmissionError, TooManyUploads
 from detection.forms import BulkDeleteForm, HistoryFilterForm, UploadOptionsForm
 from detection.models import Analysis, AnalysisFace
+from detection.throttling import UploadRateThrottle
 
 HISTORY_PAGE_SIZE = 20
 # Pictures are served by type from their stored extension; originals carry their checked media type.
@@ -29,7 +31,7 @@ class UploadOutcome:
     """What became of one file of an upload: a submission, or the reason it was refused."""
 
     name: str
-    size: int
+    size: int | None  # None when the file was stopped while arriving (over the size limit)
     submission: services.Submission | None = None
     error: SubmissionError | None = None
 
@@ -39,6 +41,23 @@ def _analysis_or_404(request, public_id) -> Analysis:
         return selectors.analysis_get(user=request.user, public_id=public_id)
     except Analysis.DoesNotExist:
         raise Http404("No such analysis.") from None
+
+
+def _upload_one(request, file, *, keep_original: bool) -> UploadOutcome:
+    """One file of an upload: counted against the user's upload limit, then submitted; refusals keep their reason."""
+    try:
+        throttle = UploadRateThrottle()
+        if not throttle.allow_request(request, None):
+            raise TooManyUploads(
+                f"Too many uploads: “{file.name}” was not analysed. Please wait {throttle.wait():.0f} seconds before "
+                "sending more."
+            )
+        submission = services.analysis_create(
+            user=request.user, file=file, source=Analysis.Source.WEB, keep_original=keep_original
+        )
+    except SubmissionError as exc:
+        return UploadOutcome(name=file.name, size=file.size, error=exc)
+    return UploadOutcome(name=file.name, size=file.size, submission=submission)
 
 
 def _upload_limits() -> dict:
@@ -60,36 +79,35 @@ def analysis_upload(request):
     The page's script sends one file per request (for per-file progress) and shows the fragment it gets back; without
     script, the form sends them all at once and the page lists every outcome.
     """
-    options = UploadOptionsForm(request.POST if request.method == "POST" else None)
-    context = {"options": options, **_upload_limits()}
+    context = {"options": UploadOptionsForm(), **_upload_limits()}
     if request.method == "GET":
         return render(request, "detection/upload.html", context)
-
-    keep_original = options.cleaned_data["keep_original"] if options.is_valid() else settings.KEEP_ORIGINALS
-    files = request.FILES.getlist("files")
-    if not files:
-        context["form_error"] = f"Choose at least one image ({services.ACCEPTED_DESCRIPTION}) to analyse."
-        template = "detection/_upload_error.html" if request.htmx else "detection/upload.html"
+    template = "detection/_upload_error.html" if request.htmx else "detection/upload.html"
+    try:
+        options = context["options"] = UploadOptionsForm(request.POST)
+        files = request.FILES.getlist("files")
+    except TooManyFilesSent:
+        context["form_error"] = f"Send at most {settings.MAX_FILES_PER_UPLOAD} images at once."
         return render(request, template, context, status=400)
 
-    outcomes = []
-    for file in files:
-        try:
-            submission = services.analysis_create(
-                user=request.user, file=file, source=Analysis.Source.WEB, keep_original=keep_original
-            )
-        except SubmissionError as exc:
-            outcomes.append(UploadOutcome(name=file.name, size=file.size, error=exc))
-        else:
-            outcomes.append(UploadOutcome(name=file.name, size=file.size, submission=submission))
+    keep_original = options.cleaned_data["keep_original"] if options.is_valid() else settings.KEEP_ORIGINALS
+    oversized = getattr(request, "oversized_uploads", {})  # stopped while arriving: never stored
+    if not files and not oversized:
+        context["form_error"] = f"Choose at least one image ({services.ACCEPTED_DESCRIPTION}) to analyse."
+        return render(request, template, context, status=400)
 
-    refused = [outcome.error for outcome in outcomes if outcome.error]
-    if len(refused) < len(outcomes):
+    received = iter(files)
+    outcomes = [
+        UploadOutcome(name=oversized[position], size=None, error=services.file_too_large(oversized[position], None))
+        if position in oversized
+        else _upload_one(request, next(received), keep_original=keep_original)
+        for position in range(len(files) + len(oversized))
+    ]
+    refused = {outcome.error.status for outcome in outcomes if outcome.error}
+    if not all(outcome.error for outcome in outcomes):
         status = 201
-    elif len(refused) == 1:
-        status = refused[0].status
     else:
-        status = 400
+        status = refused.pop() if len(refused) == 1 else 400
     context["outcomes"] = outcomes
     template = "detection/_upload_outcomes.html" if request.htmx else "detection/upload.html"
     return render(request, template, context, status=status)
@@ -133,7 +151,7 @@ def analysis_status(request, public_id):
 
 
 @login_required
-@require_GET
+@require_safe
 def analysis_image(request, public_id, kind):
     """An analysis's picture for its owner only: media never sits at a public, guessable address."""
     if kind not in presentation.IMAGE_KINDS:
@@ -150,7 +168,7 @@ def analysis_image(request, public_id, kind):
 
 
 @login_required
-@require_GET
+@require_safe
 def analysis_face_image(request, public_id, number):
     """One face as the model saw it, with its heatmap: for the analysis's owner only."""
     analysis = _analysis_or_404(request, public_id)

@@ -13,6 +13,10 @@ class UnreadableImageError(MLError, ValueError):
     """The bytes are not an image Pillow can decode (or are empty, truncated, or too large to decode safely)."""
 
 
+class TooManyPixelsError(UnreadableImageError):
+    """The image declares more pixels than may be decoded: too large, or a decompression bomb."""
+
+
 class WeightsError(MLError):
     """Base class for every problem with a weights file."""
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ml.errors import UnreadableImageError
+from ml.errors import TooManyPixelsError, UnreadableImageError
 
 if TYPE_CHECKING:
     import torch
@@ -57,7 +57,7 @@ def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEF
             with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise UnreadableImageError(
+                    raise TooManyPixelsError(
                         f"The image is {width} × {height} pixels ({width * height / 1e6:.1f} megapixels); images up "
                         f"to {max_pixels / 1e6:g} megapixels are accepted. Please resize it and try again."
                     )
@@ -71,7 +71,10 @@ def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEF
     except UnidentifiedImageError:
         raise UnreadableImageError("The file is not an image in a format we can read (JPEG, PNG or WebP).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UnreadableImageError("The image has too many pixels to be decoded safely.") from None
+        raise TooManyPixelsError(
+            f"The image declares too many pixels to be decoded safely; images up to {max_pixels / 1e6:g} megapixels "
+            "are accepted."
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImageError(f"The image is damaged or truncated and cannot be decoded ({exc}).") from None
     return DecodedImage(image=rgb, format=file_format, mode=mode, width=rgb.width, height=rgb.height, frames=frames)

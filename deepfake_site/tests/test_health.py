@@ -11,6 +11,35 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def client(client, settings):
+    """A monitoring probe with the health token: it gets the details."""
+    settings.HEALTH_TOKEN = "probe-secret"
+    client.defaults["HTTP_AUTHORIZATION"] = "Bearer probe-secret"
+    return client
+
+
+def test_anonymous_callers_get_the_status_only(settings, active_model, django_user_model):
+    from django.test import Client
+
+    settings.HEALTH_TOKEN = "probe-secret"
+    anonymous = Client().get("/health").json()
+    wrong_token = Client(HTTP_AUTHORIZATION="Bearer guess").get("/health").json()
+    staff = Client()
+    staff.force_login(django_user_model.objects.create_user("ops", "ops@example.com", "x", is_staff=True))
+
+    assert (
+        anonymous
+        == wrong_token
+        == {
+            "status": "ok",
+            "checks": {"database": {"status": "ok"}, "broker": {"status": "disabled"}, "model": {"status": "ok"}},
+        }
+    )
+    details = staff.get("/health").json()["checks"]
+    assert details["database"]["vendor"] and details["model"]["name"] == "test-detector"
+
+
 def test_health_is_200_with_the_database_up_and_a_model_active(client, active_model):
     from ml.runtime import DETECTORS
 
@@ -64,10 +93,11 @@ def test_health_is_503_when_the_database_is_unreachable():
     script = (
         "import django, json; django.setup();"
         "from django.test import Client;"
-        "r = Client().get('/health');"
+        "r = Client(HTTP_AUTHORIZATION='Bearer probe-secret').get('/health');"
         "print(json.dumps({'status': r.status_code, 'body': r.json()}))"
     )
     env = {**os.environ, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing", "ALLOWED_HOSTS": "testserver"}
+    env["HEALTH_TOKEN"] = "probe-secret"
     env["DJANGO_SETTINGS_MODULE"] = "deepfake_site.settings"
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60

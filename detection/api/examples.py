@@ -96,12 +96,24 @@ _ERRORS = {
     ),
     403: ("CSRF check failed (browser sessions)", "permission_denied", "CSRF Failed: CSRF token missing.", None),
     404: ("Not found", "not_found", "There is no analysis with this ID among yours.", None),
+    411: (
+        "No size",
+        "length_required",
+        "The upload did not say how large it is (no Content-Length); send it with its size.",
+        "file",
+    ),
     413: ("Too large", "file_too_large", "“scan.png” is 31.5 MB; files up to 16 MB are accepted.", "file"),
     415: (
         "Not a supported image",
         "unsupported_media_type",
         "“clip.gif” is a GIF image; only JPEG, PNG or WebP images are accepted.",
         "file",
+    ),
+    422: (
+        "Idempotency key reused",
+        "idempotency_key_reused",
+        "This Idempotency-Key was already used for another file. Use a new key for each new upload.",
+        "Idempotency-Key",
     ),
     429: ("Throttled", "throttled", "Too many requests. Try again in 12 seconds.", None),
     503: (
@@ -112,12 +124,15 @@ _ERRORS = {
     ),
 }
 _DESCRIPTIONS = {
-    400: "A bad parameter, or a missing, empty or damaged file (`field` names it).",
+    400: "A bad parameter, or a missing, empty or damaged file, or an image too small or too large to judge "
+    "(`field` names it).",
     401: "No token, or an unknown or revoked one.",
     403: "A browser session's request without its CSRF token.",
     404: "No such object among yours (another user's ID reads as not found), or no such page.",
+    411: "The upload did not declare its size (a chunked body); refused before it is read.",
     413: "The upload is larger than the size limit; refused before the body is read.",
     415: "The file is not a JPEG, PNG or WebP image.",
+    422: "The Idempotency-Key was already used with another file.",
     429: "Too many requests; the `Retry-After` header says how many seconds to wait.",
     503: "The service cannot take the work right now.",
 }

@@ -26,8 +26,8 @@ from detection.api.serializers import (
     SubmissionSerializer,
     SubmitOptionsSerializer,
 )
-from detection.api.throttling import UploadRateThrottle
 from detection.models import Analysis, AnalysisFace
+from detection.throttling import UploadRateThrottle
 
 # How often a waiting upload looks at its analysis again.
 WAIT_POLL_SECONDS = 0.2
@@ -85,6 +85,18 @@ def _wait_until_finished(analysis: Analysis, seconds: int) -> Analysis:
         time.sleep(min(WAIT_POLL_SECONDS, remaining))
 
 
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+def _idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not key.isprintable():
+        raise ValidationError(
+            {"Idempotency-Key": f"Use a key of at most {IDEMPOTENCY_KEY_MAX_LENGTH} printable characters."}
+        )
+    return key
+
+
 class AnalysisListCreateView(GenericAPIView):
     pagination_class = Pagination
     parser_classes = [MultiPartParser]
@@ -140,12 +152,20 @@ class AnalysisListCreateView(GenericAPIView):
                 {"type": "integer", "minimum": 0},
                 OpenApiParameter.QUERY,
                 description=SubmitOptionsSerializer().fields["wait"].help_text,
-            )
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+                OpenApiParameter.HEADER,
+                description="Any unique string of yours (a UUID, say) to make retries safe: the same key with the "
+                "same file is answered by the first request's analysis, never a second one; the same key with "
+                "another file is refused with 422 `idempotency_key_reused`.",
+            ),
         ],
         responses={
             201: OpenApiResponse(SubmissionSerializer, description="Finished (done or failed)."),
             202: OpenApiResponse(SubmissionSerializer, description="Queued or running: poll `url`."),
-            **examples.error_responses(400, 401, 403, 413, 415, 429),
+            **examples.error_responses(400, 401, 403, 411, 413, 415, 422, 429),
             503: OpenApiResponse(
                 QueueUnavailableSerializer,
                 description="The work cannot be queued (`queue_unavailable`, the analysis is kept and returned), "
@@ -163,11 +183,14 @@ class AnalysisListCreateView(GenericAPIView):
         }
         options = SubmitOptionsSerializer(data=raw_options)
         options.is_valid(raise_exception=True)
+        if oversized := getattr(request, "oversized_uploads", {}):  # stopped while arriving: never stored
+            raise services.file_too_large(next(iter(oversized.values())), None)
         submission = services.analysis_create(
             user=request.user,
             file=request.FILES.get("file"),
             source=Analysis.Source.API,
             keep_original=options.validated_data["keep_original"],
+            idempotency_key=_idempotency_key(request),
         )
         analysis = submission.analysis
         context = {"request": request, "reused": submission.reused}

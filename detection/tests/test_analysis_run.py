@@ -117,8 +117,9 @@ def test_without_keeping_the_original_only_small_pictures_remain(user, active_mo
 
 
 def test_a_model_that_fails_to_load_fails_the_analysis_and_shows_in_health(
-    user, active_model, upload, client, _media_in_tmp
+    user, active_model, upload, client, _media_in_tmp, settings
 ):
+    settings.HEALTH_TOKEN = "probe-secret"
     analysis = submit(user, upload)
     DETECTORS.clear()
     (_media_in_tmp / active_model.weights.name).write_bytes(b"not weights any more")
@@ -129,7 +130,7 @@ def test_a_model_that_fails_to_load_fails_the_analysis_and_shows_in_health(
     assert analysis.status == Analysis.Status.FAILED
     assert analysis.error_message.startswith("The detector model “test-detector 1” could not be loaded:")
     assert "SHA-256" in analysis.error_message
-    health = client.get("/health")
+    health = client.get("/health", HTTP_AUTHORIZATION="Bearer probe-secret")
     assert health.status_code == 503
     assert health.json()["checks"]["model"]["status"] == "error"
     assert "could not be loaded" in health.json()["checks"]["model"]["detail"]

@@ -7,18 +7,26 @@ import pytest
 import redis
 from django.core.cache import cache
 from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create, api_token_revoke
+from conftest import png_bomb
 from deepfake_site.tests.test_settings import manage
 from detection import services, tasks
 from detection.models import Analysis, DetectorModel
 from detection.tests.conftest import InlineExecutor
 
 LIST_URL = "/api/v1/analyses/"
+
+
+def tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def detail_url(analysis) -> str:
@@ -406,9 +414,11 @@ def test_a_token_of_a_deactivated_user_is_401(api, user):
         (None, "missing_file"),
         (lambda upload: upload("empty.jpg", data=b""), "empty_file"),
         (lambda upload: upload("half.jpg", data=upload(width=400, height=300).read()[:5000]), "corrupt_image"),
+        (lambda upload: upload("bomb.png", data=png_bomb()), "image_too_large"),
+        (lambda upload: upload("dot.png", data=tiny_png()), "image_too_small"),
     ],
 )
-def test_missing_empty_or_corrupt_file_is_400_and_keeps_nothing(
+def test_missing_empty_corrupt_or_unjudgeable_file_is_400_and_keeps_nothing(
     api, active_model, upload, make_file, code, _media_in_tmp
 ):
     data = {"file": make_file(upload)} if make_file else {"note": "no file here"}
@@ -567,7 +577,7 @@ def test_too_many_requests_is_429_with_retry_after_per_token(api, other_api, set
 
 @pytest.mark.django_db
 def test_uploads_have_their_own_limit(api, active_model, settings):
-    settings.API_UPLOAD_THROTTLE_RATE = "1/hour"
+    settings.UPLOAD_THROTTLE_RATE = "1/hour"
 
     assert api.post(LIST_URL, {}).status_code == 400  # counted, even though it was refused
     response = api.post(LIST_URL, {})
@@ -575,6 +585,24 @@ def test_uploads_have_their_own_limit(api, active_model, settings):
     assert_error(response, 429, "throttled")
     assert int(response["Retry-After"]) > 60
     assert api.get(LIST_URL).status_code == 200  # reading is not an upload
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upload_limit_counts_per_user_across_tokens_and_the_web_pages(
+    api, user, active_model, upload, settings, client, idle
+):
+    settings.UPLOAD_THROTTLE_RATE = "2/hour"
+    second_token = APIClient()
+    second_token.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='second')[1]}")
+    client.force_login(user)
+
+    assert api.post(LIST_URL, {"file": upload(seed=1)}).status_code == 202
+    assert client.post(reverse("detection:upload"), {"files": [upload("web.jpg", seed=2)]}).status_code == 201
+    assert_error(second_token.post(LIST_URL, {"file": upload(seed=3)}), 429, "throttled")
+    refused = client.post(reverse("detection:upload"), {"files": [upload("more.jpg", seed=4)]})
+
+    assert refused.status_code == 429 and "Too many uploads" in refused.content.decode()
+    assert Analysis.objects.count() == 2
 
 
 @pytest.mark.django_db
@@ -591,7 +619,7 @@ def test_no_active_model_makes_uploads_503(api, upload, _media_in_tmp):
     ("name", "value", "message"),
     [
         ("API_THROTTLE_RATE", "fast", "API_THROTTLE_RATE='fast' is not a rate like 120/minute"),
-        ("API_UPLOAD_THROTTLE_RATE", "10/fortnight", "API_UPLOAD_THROTTLE_RATE='10/fortnight' is not a rate"),
+        ("UPLOAD_THROTTLE_RATE", "10/fortnight", "UPLOAD_THROTTLE_RATE='10/fortnight' is not a rate"),
         ("API_MAX_WAIT_SECONDS", "-1", "API_MAX_WAIT_SECONDS=-1 is below the minimum of 0"),
         ("CACHE_URL", "memcached://cache:11211", "CACHE_URL='memcached://cache:11211' is not a Redis URL"),
     ],
@@ -613,7 +641,7 @@ def test_request_counts_live_in_the_shared_cache_when_one_is_configured(api, set
 
     assert api.get(LIST_URL).status_code == 200
     # The count lives in Redis, where every web process reads it.
-    assert any(key.startswith(b":1:throttle_api_token-") for key in redis.Redis.from_url(shared).scan_iter())
+    assert any(key.startswith(b":1:throttle_api_user-") for key in redis.Redis.from_url(shared).scan_iter())
     assert_error(api.get(LIST_URL), 429, "throttled")
     cache.clear()
 
@@ -626,3 +654,25 @@ def test_requests_are_served_when_the_cache_holding_the_counts_is_down(api, sett
     settings.API_THROTTLE_RATE = "1/minute"
 
     assert [api.get(LIST_URL).status_code for _ in range(3)] == [200, 200, 200]
+
+
+@pytest.mark.django_db
+def test_every_endpoint_answers_options_with_its_methods(api, user, active_model, upload, run_inline):
+    from detection.api.urls import urlpatterns
+
+    with run_inline():
+        analysis = services.analysis_create(user=user, file=upload(), source="api").analysis
+    values = {"public_id": analysis.public_id, "kind": "overlay", "number": 1}
+    routes = [pattern for pattern in urlpatterns if pattern.name]  # the last, nameless pattern is the API's 404
+    assert len(routes) == 6
+
+    for pattern in routes:
+        url = reverse(f"api:{pattern.name}", kwargs={k: values[k] for k in pattern.pattern.converters})
+        response = api.options(url)
+
+        assert response.status_code == 200, (url, response.content)
+        body = response.json()
+        assert body["schema"] == "/api/schema/" and body["renders"] == ["application/json"]
+        allowed = {method.strip() for method in response["Allow"].split(",")}
+        assert {"GET", "OPTIONS"} <= allowed, url
+    assert APIClient().options(reverse("api:analysis-list")).status_code == 401

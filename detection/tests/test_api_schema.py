@@ -90,7 +90,7 @@ def api_schema(transactional_db, settings, monkeypatch):
     """
     monkeypatch.setattr(tasks, "_in_process_executor", InlineExecutor)
     settings.API_THROTTLE_RATE = None
-    settings.API_UPLOAD_THROTTLE_RATE = None
+    settings.UPLOAD_THROTTLE_RATE = None
     settings.API_MAX_WAIT_SECONDS = 0
     cache.clear()
     return schemathesis.openapi.from_wsgi(SCHEMA_URL, application)

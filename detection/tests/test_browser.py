@@ -59,6 +59,12 @@ class Guard:
     def watch(self, page) -> None:
         page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         page.on("pageerror", lambda error: self.errors.append(f"uncaught: {error}"))
+        # Every Content-Security-Policy violation, reported by the page itself (not all reach the console).
+        page.expose_function("reportViolation", lambda text: self.errors.append(f"CSP: {text}"))
+        page.add_init_script(
+            """document.addEventListener("securitypolicyviolation", event =>
+                window.reportViolation(`${event.violatedDirective} blocked ${event.blockedURI}`));"""
+        )
 
     @staticmethod
     def leaves(url: str) -> bool:
@@ -319,4 +325,27 @@ def test_a_photos_faces_are_boxed_over_it_and_each_opens_as_the_model_saw_it(
     screenshots(page, artifacts, "result-faces")
 
     assert guard.errors == [], f"console errors: {guard.errors}"
+    assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"
+
+
+def test_the_api_docs_and_admin_pages_render_within_the_content_security_policy(
+    live_server, browser_context, django_user_model
+):
+    django_user_model.objects.create_superuser("root", "root@example.com", "admin-passphrase-77")
+    context, guard = browser_context
+    page = context.new_page()
+    guard.watch(page)
+
+    page.goto(live_server.url + "/api/docs/")
+    page.locator(".swagger-ui .opblock").first.wait_for(timeout=30_000)  # Swagger UI ran and read the schema
+    page.goto(live_server.url + "/api/redoc/")
+    page.get_by_text("Submit an image").first.wait_for(timeout=30_000)  # Redoc rendered the operations
+    page.goto(live_server.url + "/admin/login/")
+    page.locator("#id_username").fill("root")
+    page.locator("#id_password").fill("admin-passphrase-77")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live_server.url + "/admin/detection/detectormodel/add/")
+    page.locator("#id_name").wait_for()
+
+    assert guard.errors == [], f"console errors or CSP violations: {guard.errors}"
     assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"

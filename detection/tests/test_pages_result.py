@@ -127,7 +127,7 @@ def test_pictures_are_served_to_their_owner(user_client, analysis, kind, content
 
     assert response.status_code == 200
     assert response["Content-Type"] == content_type
-    assert response["Cache-Control"] == "private, max-age=3600"
+    assert response["Cache-Control"] == "private, no-store"
     with getattr(analysis, kind).open("rb") as stored:
         assert b"".join(response.streaming_content) == stored.read()
 

@@ -6,6 +6,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
+from conftest import png_bomb
 from detection.models import Analysis
 
 UPLOAD_URL = reverse("detection:upload")
@@ -58,6 +59,7 @@ def test_every_file_of_a_drop_gets_its_own_outcome(
         upload("empty.png", data=b""),
         upload("broken.jpg", data=truncated[: len(truncated) // 2]),
         upload("huge.png", data=b"\x89PNG" + b"0" * (1024 * 1024 + 10)),
+        upload("bomb.png", data=png_bomb()),
         upload("second.png", fmt="PNG", seed=2),
     ]
 
@@ -65,11 +67,12 @@ def test_every_file_of_a_drop_gets_its_own_outcome(
 
     assert response.status_code == 201  # some went through
     items = upload_items(response.content.decode())
-    assert list(items) == ["first.jpg", "notes.txt", "empty.png", "broken.jpg", "huge.png", "second.png"]
+    assert list(items) == ["first.jpg", "notes.txt", "empty.png", "broken.jpg", "huge.png", "bomb.png", "second.png"]
     assert "is not an image in a supported format (JPEG, PNG or WebP)" in items["notes.txt"]
     assert "“empty.png” is empty (0 bytes)." in items["empty.png"]
     assert "“broken.jpg” cannot be used: The image is damaged or truncated" in items["broken.jpg"]
-    assert "“huge.png” is 1.0 MB; files up to 1 MB are accepted." in items["huge.png"]
+    assert "“huge.png” is over 1 MB; files up to 1 MB are accepted." in items["huge.png"]  # never stored
+    assert "“bomb.png” has more pixels than can be analysed safely" in items["bomb.png"]
     for good in ("first.jpg", "second.png"):
         assert "field-error" not in items[good]
         analysis = Analysis.objects.get(original_name=good)
@@ -126,7 +129,9 @@ def test_a_too_large_file_is_refused_with_413(user_client, active_model, upload,
     response = user_client.post(UPLOAD_URL, {"files": upload("big.jpg", data=b"\xff\xd8" + b"1" * 2 * 1024 * 1024)})
 
     assert response.status_code == 413
-    assert "“big.jpg” is 2.0 MB; files up to 1 MB are accepted." in upload_items(response.content.decode())["big.jpg"]
+    assert (
+        "“big.jpg” is over 1 MB; files up to 1 MB are accepted." in upload_items(response.content.decode())["big.jpg"]
+    )
 
 
 @pytest.mark.django_db

@@ -11,6 +11,7 @@ from detection.errors import (
     CorruptImage,
     EmptyFile,
     FileTooLarge,
+    ImageTooLarge,
     MissingFile,
     NoActiveModel,
     StorageUnavailable,
@@ -100,8 +101,19 @@ def test_too_large_files_are_refused_before_decoding(user, active_model, upload,
 def test_images_with_too_many_pixels_are_refused(user, active_model, upload, settings):
     settings.MAX_IMAGE_MEGAPIXELS = 1
 
-    with pytest.raises(CorruptImage, match="images up to 1 megapixels are accepted"):
+    with pytest.raises(ImageTooLarge, match="images up to 1 megapixels are accepted") as refused:
         services.analysis_create(user=user, file=upload("wide.png", fmt="PNG", width=1500, height=800), source="web")
+
+    assert (refused.value.code, refused.value.status) == ("image_too_large", 400)
+
+
+def test_a_decompression_bomb_is_refused_as_too_large_not_as_a_crash(user, active_model, upload):
+    from conftest import png_bomb
+
+    with pytest.raises(ImageTooLarge, match="more pixels than can be analysed safely"):
+        services.analysis_create(user=user, file=upload("bomb.png", data=png_bomb()), source="web")
+
+    assert not Analysis.objects.exists()
 
 
 def test_no_file_at_all(user, active_model):
