@@ -3,7 +3,7 @@
 The model card says what the model is, how it was made and how good it is. Keys:
 
 - name, version: a human name and a version string (the creation time, e.g. "2026.11.25-1502").
-- architecture: a name from ml.architectures (resnet18, resnet50); input_size: the side in pixels every image is
+- architecture: a name from ml.architectures (resnet18, resnet50, mobilenet_v2); input_size: the side in pixels every image is
   resized to before the model sees it (inference must use this value).
 - threshold: probability of "fake" at or above which an image is called fake; threshold_rule: how it was chosen.
 - metrics: {"validation": {...}} and, when there is one, {"test": {...}}; each holds count, threshold, accuracy,
@@ -17,8 +17,14 @@ The model card says what the model is, how it was made and how good it is. Keys:
   precision, distributed (world size, backend, and the SHA-256 of the final weights on every rank).
 - created_at: ISO 8601 UTC; code_version: the git commit of the code that trained it (null outside a git checkout);
   sha256: the SHA-256 of model.safetensors.
+- faces: for a face model, how its training crops were made ({"framing": 1.25, "detector": ..., "min_face_side":
+  32}, ml.faces.face_card): photos are then analysed face by face, framed the same way; null or absent for a model
+  that looks at whole images.
 - detects, limitations: plain-language text on what the model picks up and where it has not been validated
-  (required for the starter model; optional otherwise).
+  (required for the starter model; optional otherwise); terms: the conditions the training data puts on the
+  weights (the bundled reference model: research and evaluation only).
+- robustness, recipe (the bundled reference model, ml.reference): held-out figures after JPEG and downscaling, and
+  the command that re-creates it.
 """
 
 import json
