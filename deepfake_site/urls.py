@@ -15,6 +15,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script, as the CSP requires.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="drf_spectacular/redoc.html"),
+        name="api-redoc",
+    ),
+    path("api/redoc/redoc.standalone.js", views.redoc_bundle, name="api-redoc-bundle"),
     re_path(r"^api/", api_not_found),
 ]

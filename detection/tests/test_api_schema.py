@@ -1,5 +1,7 @@
 """The OpenAPI schema and its documentation pages, and Schemathesis fuzzing the live API against that schema."""
 
+from pathlib import Path
+
 import pytest
 import schemathesis
 from django.contrib.staticfiles import finders
@@ -64,18 +66,35 @@ def test_the_schema_documents_every_endpoint_with_examples(client):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "asset"), [("/api/docs/", "swagger-ui-dist"), ("/api/redoc/", "redoc")])
-def test_the_documentation_pages_use_local_static_files_only(client, url, asset):
+@pytest.mark.parametrize(
+    ("url", "script"),
+    [
+        ("/api/docs/", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"),
+        ("/api/redoc/", "/api/redoc/redoc.standalone.js"),
+    ],
+)
+def test_the_documentation_pages_use_local_files_only(client, url, script):
     response = client.get(url)
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert f"/static/drf_spectacular_sidecar/{asset}/" in page
-    assert "cdn." not in page and "unpkg" not in page and "jsdelivr" not in page
-    bundle = (
-        "swagger-ui-dist/swagger-ui-bundle.js" if asset == "swagger-ui-dist" else "redoc/bundles/redoc.standalone.js"
+    assert f'<script src="{script}"></script>' in page
+    assert "cdn." not in page and "unpkg" not in page and "jsdelivr" not in page and "googleapis" not in page
+
+
+@pytest.mark.django_db
+def test_the_redoc_bundle_is_the_sidecars_without_its_one_address_elsewhere(client):
+    original = Path(finders.find("drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js")).read_bytes()
+
+    response = client.get("/api/redoc/redoc.standalone.js")
+    served = response.content
+
+    assert response["Content-Type"].startswith("text/javascript")
+    assert b"https://cdn.redoc.ly/redoc/logo-mini.svg" in original
+    assert b"cdn.redoc.ly" not in served
+    assert len(served) == len(original) - len(b"https://cdn.redoc.ly/redoc/logo-mini.svg") + len(
+        b"/static/img/favicon.svg"
     )
-    assert finders.find(f"drf_spectacular_sidecar/{bundle}")
 
 
 # --- Fuzzing ------------------------------------------------------------------------------------------------------

@@ -339,7 +339,7 @@ def test_the_api_docs_and_admin_pages_render_within_the_content_security_policy(
     page.goto(live_server.url + "/api/docs/")
     page.locator(".swagger-ui .opblock").first.wait_for(timeout=30_000)  # Swagger UI ran and read the schema
     page.goto(live_server.url + "/api/redoc/")
-    page.get_by_text("Submit an image").first.wait_for(timeout=30_000)  # Redoc rendered the operations
+    page.get_by_role("heading", name="Submit an image").wait_for(timeout=30_000)  # Redoc rendered the operations
     page.goto(live_server.url + "/admin/login/")
     page.locator("#id_username").fill("root")
     page.locator("#id_password").fill("admin-passphrase-77")
