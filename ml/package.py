@@ -3,8 +3,8 @@
 The model card says what the model is, how it was made and how good it is. Keys:
 
 - name, version: a human name and a version string (the creation time, e.g. "2026.11.25-1502").
-- architecture: a name from ml.architectures (resnet18, resnet50, mobilenet_v2); input_size: the side in pixels every image is
-  resized to before the model sees it (inference must use this value).
+- architecture: a name from ml.architectures (resnet18, resnet50, mobilenet_v2); input_size: the side in pixels
+  every image is resized to before the model sees it (inference must use this value).
 - threshold: probability of "fake" at or above which an image is called fake; threshold_rule: how it was chosen.
 - metrics: {"validation": {...}} and, when there is one, {"test": {...}}; each holds count, threshold, accuracy,
   precision, recall, f1 (fake is the positive class), roc_auc, average_precision and confusion_matrix
