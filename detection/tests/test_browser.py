@@ -230,7 +230,8 @@ def test_sign_up_upload_see_result_find_export_delete(
     assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"
 
 
-def test_drop_paste_and_keyboard(live_server, browser_context, active_model, user, password, make_image_bytes):
+def signed_in_page(browser_context, live_server, user, password):
+    """A new page, watched by the guard, signed in as `user` through the sign-in form."""
     context, guard = browser_context
     page = context.new_page()
     guard.watch(page)
@@ -238,6 +239,11 @@ def test_drop_paste_and_keyboard(live_server, browser_context, active_model, use
     page.locator("#id_username").fill(user.username)
     page.locator("#id_password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+    return page, guard
+
+
+def test_drop_paste_and_keyboard(live_server, browser_context, active_model, user, password, make_image_bytes):
+    page, guard = signed_in_page(browser_context, live_server, user, password)
     page.goto(live_server.url + "/analyses/new/")  # returns once the page has loaded, scripts included
 
     # The file picker is reachable with the keyboard, and its button shows where the focus is.
@@ -298,13 +304,7 @@ def test_a_photos_faces_are_boxed_over_it_and_each_opens_as_the_model_saw_it(
     )
     faces = list(Analysis.objects.get(pk=analysis.pk).faces.all())
     assert len(faces) == 2
-    context, guard = browser_context
-    page = context.new_page()
-    guard.watch(page)
-    page.goto(live_server.url + "/accounts/login/")
-    page.locator("#id_username").fill(user.username)
-    page.locator("#id_password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page, guard = signed_in_page(browser_context, live_server, user, password)
     page.goto(live_server.url + analysis.get_absolute_url())
     page.wait_for_function("() => [...document.images].every(image => image.complete && image.naturalWidth > 0)")
 
