@@ -17,12 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ml.blend import BlendConfig, self_blend
 from ml.errors import TrainingDataError, UnreadableImageError
-from ml.faces import main_face_crop
+from ml.faces import Face, crop_face, largest_face
 from ml.preprocessing import decode_image, to_array
 
 CLASSES = ("real", "fake")  # index = label: 0 real, 1 fake (the model's one logit says "fake")
@@ -34,6 +36,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 class Sample:
     path: Path
     label: int  # REAL or FAKE
+    blended: bool = False  # a pseudo-fake: the real picture at `path`, self-blended when read (ml.blend)
+
+
+def self_blended(samples: Sequence[Sample], per_real: float = 1.0) -> list[Sample]:
+    """Pseudo-fakes made from the real samples: `per_real` of them per real picture (1: one each; 0.5: every other
+    one). Each is blended afresh every time it is read, so no two epochs see the same fakes."""
+    reals = [sample for sample in samples if sample.label == REAL]
+    count = round(len(reals) * per_real)
+    return [Sample(reals[i % len(reals)].path, FAKE, blended=True) for i in range(count)] if reals else []
 
 
 @dataclass(frozen=True)
@@ -93,20 +104,29 @@ def _check_readable(path: Path) -> str | None:
     return None
 
 
-def scan_folder(root: Path | str, *, progress: bool = False, threads: int | None = None) -> ImageFolder:
-    """The readable images of `root/real` and `root/fake`; raises TrainingDataError when a class has none."""
+def scan_folder(
+    root: Path | str, *, progress: bool = False, threads: int | None = None, need_fakes: bool = True
+) -> ImageFolder:
+    """The readable images of `root/real` and `root/fake`; raises TrainingDataError when a class has none (fakes
+    may be missing with need_fakes=False: self-blended training makes its own)."""
     root = Path(root)
     if not root.exists():
         raise TrainingDataError(f"The data folder {root} does not exist.")
     if not root.is_dir():
         raise TrainingDataError(f"{root} is a file; give the folder that holds real/ and fake/.")
-    missing = [name for name in CLASSES if not (root / name).is_dir()]
+    needed = CLASSES if need_fakes else ("real",)
+    missing = [name for name in needed if not (root / name).is_dir()]
     if missing:
         raise TrainingDataError(
             f"{root} has no {' and no '.join(f'{name}/' for name in missing)} folder. Put authentic images in "
             f"{root / 'real'} and generated or manipulated ones in {root / 'fake'}."
         )
-    candidates = [(path, label) for label, name in enumerate(CLASSES) for path in list_image_files(root / name)]
+    candidates = [
+        (path, label)
+        for label, name in enumerate(CLASSES)
+        if (root / name).is_dir()
+        for path in list_image_files(root / name)
+    ]
     # Pillow releases the GIL while decoding, so threads check files in parallel.
     with ThreadPoolExecutor(max_workers=threads or min(8, os.cpu_count() or 1)) as pool:
         reasons = pool.map(_check_readable, [path for path, _ in candidates])
@@ -117,7 +137,7 @@ def scan_folder(root: Path | str, *, progress: bool = False, threads: int | None
     skipped = [SkippedFile(path, reason) for (path, _), reason in zip(candidates, reasons, strict=True) if reason]
     folder = ImageFolder(root, samples, skipped)
     counts = folder.counts()
-    empty = [name for name in CLASSES if counts[name] == 0]
+    empty = [name for name in needed if counts[name] == 0]
     if empty:
         details = []
         for name in empty:
@@ -187,6 +207,8 @@ def _split_by_class(
     train, validation = [], []
     for label, name in enumerate(CLASSES):
         members = sorted((s for s in samples if s.label == label), key=lambda s: str(s.path))
+        if not members and label == FAKE:
+            continue  # self-blended training without real fakes
         random.Random(f"{seed}:{name}").shuffle(members)
         if allow_empty:  # images left over beside pairs: a class may have none, or too few to split
             n_validation = round(len(members) * val_fraction) if len(members) > 1 else 0
@@ -210,17 +232,18 @@ def load_training_data(
     seed: int = 0,
     paired: bool = False,
     progress: bool = False,
+    need_fakes: bool = True,
 ) -> TrainingData:
     """Training and validation samples: a seeded stratified split of data_dir (keeping real/fake pairs together
     when paired), or all of val_dir for validation."""
-    folder = scan_folder(data_dir, progress=progress)
+    folder = scan_folder(data_dir, progress=progress, need_fakes=need_fakes)
     description = {
         "train_dir": str(Path(data_dir).resolve()),
         "skipped_files": len(folder.skipped),
         "skipped_examples": [f"{s.path}: {s.reason}" for s in folder.skipped[:10]],
     }
     if val_dir is not None:
-        validation_folder = scan_folder(val_dir, progress=progress)
+        validation_folder = scan_folder(val_dir, progress=progress, need_fakes=need_fakes)
         train, validation = folder.samples, validation_folder.samples
         skipped = folder.skipped + validation_folder.skipped
         description.update(
@@ -286,16 +309,18 @@ class PairedBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """(image tensor, label) pairs: decode, degrade, frame the face, augment, then the shared to_array.
+    """(image tensor, label) pairs: decode, degrade, self-blend, frame the face, augment, then the shared to_array.
 
     - degrade: applied to the whole decoded picture, as a file is changed before it reaches the detector (the
       robustness evaluation's JPEG and downscaling);
-    - faces: crop the largest face as the face path of inference does (ml.faces.main_face_crop), so face models
-      train and are evaluated on the framing they see in use;
+    - a sample marked `blended` becomes a self-blended pseudo-fake of its real picture (ml.blend), around its largest
+      face; with blend_seed the blend of each item is always the same (validation), else drawn afresh each time;
+    - faces: crop the largest face as the face path of inference does (ml.faces), so face models train and are
+      evaluated on the framing they see in use;
     - augment: the training augmentations, on the picture the model will see.
 
-    With cache=True each decoded (and framed) picture is kept in memory (in each loader process) and augmented afresh
-    every time: decoding is a sixth of a training step on 64-pixel pictures, so small sets train that much faster.
+    With cache=True each decoded picture (and its face) is kept in memory (in each loader process): decoding and
+    finding faces are then done once, and blends and augmentations afresh every time.
     """
 
     def __init__(
@@ -307,18 +332,24 @@ class ImageDataset(torch.utils.data.Dataset):
         cache: bool = False,
         faces: bool = False,
         degrade: Callable[[Image.Image], Image.Image] | None = None,
+        blend: BlendConfig | None = None,
+        blend_seed: int | None = None,
     ):
         self.samples = list(samples)
         self.input_size = input_size
         self.augment = augment
         self.faces = faces
         self.degrade = degrade
-        self.cache: dict[int, Image.Image] | None = {} if cache else None
+        self.blend = blend or BlendConfig()
+        self.blend_seed = blend_seed
+        self.cache: dict[int, tuple[Image.Image, Face | None]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _picture(self, sample: Sample) -> Image.Image:
+    def _decoded(self, index: int) -> tuple[Image.Image, Face | None]:
+        """The picture after any degradation, and its largest face when faces or a blend need one."""
+        sample = self.samples[index]
         try:
             image = decode_image(sample.path).image
         except (UnreadableImageError, OSError) as exc:
@@ -327,15 +358,28 @@ class ImageDataset(torch.utils.data.Dataset):
             ) from None
         if self.degrade is not None:
             image = self.degrade(image)
-        return main_face_crop(image) if self.faces else image
+        return image, (largest_face(image) if self.faces or sample.blended else None)
+
+    def _blended(self, index: int, image: Image.Image, face: Face | None) -> Image.Image:
+        if face is None:  # no face to blend around: the middle of the picture stands in for one
+            side = min(image.size) / 2
+            x, y = image.width / 2, image.height / 2
+            face = Face((x - side / 2, y - side / 2, x + side / 2, y + side / 2), 0.0, ())
+        seed = (self.blend_seed, index) if self.blend_seed is not None else random.getrandbits(64)
+        return self_blend(image, face, rng=np.random.default_rng(seed), config=self.blend).image
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         sample = self.samples[index]
-        image = self.cache.get(index) if self.cache is not None else None
-        if image is None:
-            image = self._picture(sample)
+        decoded = self.cache.get(index) if self.cache is not None else None
+        if decoded is None:
+            decoded = self._decoded(index)
             if self.cache is not None:
-                self.cache[index] = image
+                self.cache[index] = decoded
+        image, face = decoded
+        if sample.blended:
+            image = self._blended(index, image, face)
+        if self.faces and face is not None:
+            image = crop_face(image, face)
         if self.augment is not None:
             image = self.augment(image)
         return torch.from_numpy(to_array(image, self.input_size)), torch.tensor(float(sample.label))

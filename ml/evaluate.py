@@ -26,7 +26,7 @@ from ml.architectures import ARCHITECTURES, get_architecture
 from ml.augment import DEGRADATIONS
 from ml.data import CLASSES, ImageDataset, count_classes, scan_folder, stratified_split
 from ml.errors import MLError, TrainingDataError
-from ml.package import load_package
+from ml.package import load_package, read_card
 from ml.weights import load_into, read_state_dict
 
 THRESHOLD_RULE = (
@@ -224,6 +224,67 @@ def evaluate_package(
     return report
 
 
+def evaluate_folders(
+    package_dir: Path | str | None, data_dirs: list[Path | str], *, output_dir: Path | str, **options
+) -> dict:
+    """Evaluate one model on several folders (e.g. one per kind of manipulation): a report per folder, under
+    output_dir/<n>-<folder name>/, and a table with a row per folder, written to output_dir/generalisation.json.
+
+    With subset="validation", the folder the model was trained on contributes its held-out split only, and every
+    other folder all its images (a model never saw them).
+    """
+    output_dir = Path(output_dir)
+    subset = options.pop("subset", "all")
+    card = read_card(package_dir) if package_dir is not None else options.get("card") or {}
+    trained_on = card.get("data", {}).get("train_dir")
+    rows = []
+    for number, data_dir in enumerate(data_dirs, start=1):
+        own = trained_on is not None and Path(data_dir).resolve() == Path(trained_on).resolve()
+        report = evaluate_package(
+            package_dir,
+            data_dir,
+            output_dir=output_dir / f"{number}-{Path(data_dir).resolve().name}",
+            subset=subset if own else "all",
+            **options,
+        )
+        rows.append(table_row(report, trained_on_it=own))
+    table = {"model": rows[0]["model"] if rows else None, "rows": rows}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "generalisation.json").write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    return table
+
+
+def table_row(report: dict, *, trained_on_it: bool) -> dict:
+    m = report["metrics"]
+    return {
+        "model": report["model"].get("name"),
+        "data": report["data"]["dir"],
+        "subset": report["data"]["subset"],
+        "trained_on_this_folder": trained_on_it,
+        "counts": m["counts"],
+        **{key: m[key] for key in ("roc_auc", "average_precision", "accuracy", "f1")},
+        "robustness_roc_auc_drop": {
+            name: result["drop"]["roc_auc"] for name, result in report.get("robustness", {}).items()
+        },
+    }
+
+
+def format_table(table: dict) -> str:
+    conditions = sorted({name for row in table["rows"] for name in row["robustness_roc_auc_drop"]})
+    header = ["folder", "images", "ROC-AUC", "AP", "accuracy", "F1", *(f"AUC drop {c}" for c in conditions)]
+    lines = [" | ".join(header)]
+    for row in table["rows"]:
+        name = Path(row["data"]).name + (" (held-out)" if row["subset"] == "validation" else "")
+        cells = [name, str(sum(row["counts"].values()))]
+        cells += ["—" if row[key] is None else f"{row[key]:.4f}" for key in ("roc_auc", "average_precision")]
+        cells += [f"{row['accuracy']:.4f}", f"{row['f1']:.4f}"]
+        cells += [
+            f"{row['robustness_roc_auc_drop'][c]:+.4f}" for c in conditions if c in row["robustness_roc_auc_drop"]
+        ]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
 def format_report(report: dict) -> str:
     m = report["metrics"]
     lines = [
@@ -249,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--package", type=Path, help="model package folder (model.safetensors + model_card.json)")
     source.add_argument("--weights", type=Path, help="a bare weights file (.safetensors or .pth); needs --architecture")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES))
-    parser.add_argument("--data", type=Path, required=True, help="folder with real/ and fake/")
+    parser.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="folder(s) with real/ and fake/: several give a table"
+    )
     parser.add_argument("--output", type=Path, required=True, help="folder for report.json, roc.png, pr.png")
     parser.add_argument("--input-size", type=int, help="default: the model card's")
     parser.add_argument("--threshold", type=float, help="default: the model card's (0.5 for bare weights)")
@@ -267,27 +330,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.weights and not args.architecture:
         parser.error("--weights needs --architecture")
+    options = {
+        "weights": args.weights,
+        "architecture": args.architecture,
+        "input_size": args.input_size,
+        "threshold": args.threshold,
+        "subset": args.subset,
+        "robustness": args.robustness,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "device": args.device,
+        "progress": not args.no_progress,
+    }
     try:
-        report = evaluate_package(
-            args.package,
-            args.data,
-            output_dir=args.output,
-            weights=args.weights,
-            architecture=args.architecture,
-            input_size=args.input_size,
-            threshold=args.threshold,
-            subset=args.subset,
-            robustness=args.robustness,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            device=args.device,
-            progress=not args.no_progress,
-        )
+        if len(args.data) > 1:
+            table = evaluate_folders(args.package, args.data, output_dir=args.output, **options)
+        else:
+            report = evaluate_package(args.package, args.data[0], output_dir=args.output, **options)
     except MLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_report(report))
-    print(f"wrote {args.output / 'report.json'}")
+    if len(args.data) > 1:
+        print(format_table(table))
+        print(f"wrote {args.output / 'generalisation.json'} and a report per folder")
+    else:
+        print(format_report(report))
+        print(f"wrote {args.output / 'report.json'}")
     return 0
 
 

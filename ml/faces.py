@@ -132,8 +132,14 @@ def default_finder() -> FaceFinder:
     return _FINDER
 
 
-def main_face_crop(image: Image.Image, *, framing: float = FRAMING) -> Image.Image:
-    """The largest face framed as FRAMING says, or the whole picture when no face is found: how a training crop of
-    one face is turned into what the face path of inference produces."""
+def largest_face(image: Image.Image) -> Face | None:
+    """The largest face this process's finder sees in the picture, whatever its size; None without one."""
     faces = default_finder().find_all(image)
-    return crop_face(image, faces[0], framing=framing) if faces else image
+    return faces[0] if faces else None
+
+
+def main_face_crop(image: Image.Image, *, framing: float = FRAMING) -> Image.Image:
+    """The largest face framed as FRAMING says, or the whole picture when no face is found: what a training crop of
+    one face becomes (ml.data), as the face path of inference frames faces."""
+    face = largest_face(image)
+    return crop_face(image, face, framing=framing) if face is not None else image

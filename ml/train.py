@@ -41,7 +41,16 @@ from tqdm import tqdm
 
 from ml.architectures import ARCHITECTURES, get_architecture
 from ml.augment import Augment, AugmentConfig
-from ml.data import ImageDataset, PairedBatchSampler, count_classes, load_training_data
+from ml.blend import BlendConfig
+from ml.data import (
+    REAL,
+    ImageDataset,
+    PairedBatchSampler,
+    TrainingData,
+    count_classes,
+    load_training_data,
+    self_blended,
+)
 from ml.detector import cpu_has_native_bf16
 from ml.errors import MLError, TrainingDataError
 from ml.evaluate import THRESHOLD_RULE, autocast, choose_threshold, compute_metrics, predict_scores
@@ -79,6 +88,8 @@ class TrainConfig:
     seed: int = 0
     paired: bool = False  # real/NAME and fake/NAME are one picture before and after manipulation: batch them together
     faces: bool = False  # train on each picture's largest face, framed as inference's face path frames faces
+    self_blended: float = 0.0  # self-blended pseudo-fakes per real training picture (ml.blend); 0: none
+    ignore_fakes: bool = False  # leave fake/ out entirely: train (and validate) on real pictures and pseudo-fakes
     workers: int = 1
     cache_images: bool = False  # keep decoded pictures in memory after the first epoch: for small, small-image sets
     threads: int | None = None  # PyTorch threads for this process; None: PyTorch's default (one per core)
@@ -106,12 +117,21 @@ class TrainConfig:
             (self.schedule not in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule}"),
             (self.patience < 1, f"--patience must be at least 1, not {self.patience}"),
             (self.workers < 0, f"--workers cannot be negative ({self.workers})"),
+            (self.self_blended < 0, f"--self-blended cannot be negative ({self.self_blended})"),
+            (
+                self.ignore_fakes and not self.self_blended,
+                "--ignore-fakes needs --self-blended: without fakes there is nothing to learn",
+            ),
             (self.threads is not None and self.threads < 1, f"--threads must be at least 1, not {self.threads}"),
             (self.max_minutes is not None and self.max_minutes <= 0, "--max-minutes must be positive"),
             (not 0 <= a.downscale_prob <= 1, f"--downscale-prob must be between 0 and 1, not {a.downscale_prob}"),
             (a.downscale_min_side < 8, f"--downscale-min-side must be at least 8, not {a.downscale_min_side}"),
             (not 0 <= a.blur_prob <= 1, f"--blur-prob must be between 0 and 1, not {a.blur_prob}"),
             (not 0 <= a.jpeg_prob <= 1, f"--jpeg-prob must be between 0 and 1, not {a.jpeg_prob}"),
+            (
+                not 1 <= a.jpeg_quality[0] <= a.jpeg_quality[1] <= 100,
+                f"--jpeg-quality must be two qualities from 1 to 100, low then high, not {a.jpeg_quality}",
+            ),
             (not 0 < a.crop_scale <= 1, f"--crop-scale must be in (0, 1], not {a.crop_scale}"),
         ]
         for failed, message in problems:
@@ -192,6 +212,25 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def with_self_blended(data: TrainingData, *, per_real: float, ignore_fakes: bool) -> TrainingData:
+    """The data with self-blended pseudo-fakes: `per_real` per real training picture, one per real validation
+    picture; without the real fakes when ignore_fakes (the model then never sees a real manipulation)."""
+    keep = (lambda s: s.label == REAL) if ignore_fakes else (lambda s: True)
+    train = [s for s in data.train if keep(s)] + self_blended(data.train, per_real)
+    validation = [s for s in data.validation if keep(s)] + self_blended(data.validation, 1.0)
+    description = {
+        **data.description,
+        "counts": {"train": count_classes(train), "validation": count_classes(validation)},
+        "self_blended": {
+            "per_real_training_picture": per_real,
+            "real_fakes": "left out" if ignore_fakes else "kept",
+            "method": "Shiohara & Yamasaki, Detecting Deepfakes with Self-Blended Images, CVPR 2022 (ml.blend)",
+            "recipe": BlendConfig().as_dict(),
+        },
+    }
+    return TrainingData(train=train, validation=validation, skipped=data.skipped, description=description)
 
 
 def _share(processes: Processes, produce: Callable[[], object]) -> object:
@@ -431,8 +470,11 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
             seed=config.seed,
             paired=config.paired,
             progress=config.progress,
+            need_fakes=not config.self_blended,
         ),
     )
+    if config.self_blended:
+        data = with_self_blended(data, per_real=config.self_blended, ignore_fakes=config.ignore_fakes)
     per_process = len(data.train) // processes.world_size
     if per_process < config.batch_size:
         raise TrainingDataError(
@@ -466,7 +508,8 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
 
     framing = {"faces": config.faces, "cache": config.cache_images}
     train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment), **framing)
-    validation_set = ImageDataset(data.validation, input_size, **framing)
+    # The validation pseudo-fakes are the same blends every epoch, so epochs are compared on the same images.
+    validation_set = ImageDataset(data.validation, input_size, blend_seed=config.seed, **framing)
     # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
     # epoch starts, so a resumed run repeats exactly what the uninterrupted run would have done.
     sampler_generator, loader_generator = torch.Generator(), torch.Generator()
@@ -744,6 +787,22 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
         help="train on each image's largest face, framed as the analysis of photos frames faces (ml.faces); "
         "the model then analyses the faces of every photo",
     )
+    parser.add_argument(
+        "--self-blended",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=defaults.self_blended,
+        metavar="PER_REAL",
+        help="add self-blended pseudo-fakes made from the real pictures (ml.blend), PER_REAL per real training "
+        "picture (1 when given without a number); fake/ may then be missing",
+    )
+    parser.add_argument(
+        "--ignore-fakes",
+        action="store_true",
+        help="with --self-blended: leave fake/ out, so the model never sees a real manipulation (and fake/ can be "
+        "an unseen kind to evaluate it on)",
+    )
     parser.add_argument("--workers", type=int, default=defaults.workers, help="data-loading processes")
     parser.add_argument(
         "--cache-images",
@@ -768,6 +827,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
     )
     parser.add_argument("--downscale-min-side", type=int, default=augment.downscale_min_side)
     parser.add_argument("--blur-prob", type=float, default=augment.blur_prob)
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=augment.jpeg_quality,
+        help="the JPEG re-compression's quality range",
+    )
     parser.add_argument("--jpeg-prob", type=float, default=augment.jpeg_prob)
     parser.add_argument("--crop-scale", type=float, default=augment.crop_scale, help="1 disables random crops")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=augment.flip)
@@ -794,6 +861,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         paired=args.paired,
         faces=args.faces,
+        self_blended=args.self_blended,
+        ignore_fakes=args.ignore_fakes,
         workers=args.workers,
         cache_images=args.cache_images,
         threads=args.threads,
@@ -806,6 +875,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             downscale_prob=args.downscale_prob,
             downscale_min_side=args.downscale_min_side,
             blur_prob=args.blur_prob,
+            jpeg_quality=tuple(args.jpeg_quality),
             jpeg_prob=args.jpeg_prob,
             crop_scale=args.crop_scale,
             flip=args.flip,

@@ -179,3 +179,22 @@ def test_make_starter_model_trains_registers_and_activates_with_an_honest_card(d
 def test_make_starter_model_refuses_contradicting_options(db, data_dir):
     with pytest.raises(CommandError, match=r"--force and --if-missing contradict"):
         run("make_starter_model", force=True, if_missing=True)
+
+
+def test_evaluate_detector_on_several_folders_prints_one_row_each(db, data_dir, images, active_model, tmp_path):
+    from ml.synthetic import write_dataset
+
+    active_model.input_size = 64
+    active_model.save()
+    other = tmp_path / "another-kind"
+    write_dataset(other, 6, size=64, seed=11)
+
+    out, _ = run("evaluate_detector", images, other, output=tmp_path / "e", robustness=True, no_progress=True)
+
+    table = json.loads((tmp_path / "e" / "generalisation.json").read_text())
+    assert [Path(row["data"]).name for row in table["rows"]] == [images.name, "another-kind"]
+    assert all(
+        set(row["robustness_roc_auc_drop"]) == {"jpeg_q95", "jpeg_q75", "jpeg_q50", "downscale_0.5x"}
+        for row in table["rows"]
+    )
+    assert "folder | images | ROC-AUC" in out and "another-kind | 12 |" in out

@@ -8,7 +8,15 @@ from sklearn import metrics as skm
 
 from ml.detector import Detector
 from ml.errors import MLError, TrainingDataError
-from ml.evaluate import choose_threshold, compute_metrics, evaluate_package, format_report, main
+from ml.evaluate import (
+    choose_threshold,
+    compute_metrics,
+    evaluate_folders,
+    evaluate_package,
+    format_report,
+    format_table,
+    main,
+)
 from ml.package import WEIGHTS_FILE, write_package
 from ml.preprocessing import decode_image
 from ml.synthetic import write_dataset
@@ -189,3 +197,32 @@ def test_the_command_line_prints_the_metrics(evaluation_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert status == 0
     assert "roc_auc" in out and f"wrote {tmp_path / 'o' / 'report.json'}" in out
+
+
+def test_several_folders_give_one_table_held_out_for_the_one_trained_on(evaluation_data, tmp_path):
+    data, package = evaluation_data
+    other = tmp_path / "other-kind"
+    write_dataset(other, 8, size=64, seed=9)
+    trained = tmp_path / "package"
+    card = json.loads((package / "model_card.json").read_text())
+    card["data"]["train_dir"] = str(data.resolve())
+    write_package(calibrated_model("resnet18", seed=1), trained, card)
+
+    table = evaluate_folders(trained, [data, other], output_dir=tmp_path / "out", subset="validation", progress=False)
+
+    first, second = table["rows"]
+    assert (first["subset"], first["counts"], first["trained_on_this_folder"]) == (
+        "validation",
+        {"real": 3, "fake": 3},
+        True,
+    )
+    assert (second["subset"], second["counts"], second["trained_on_this_folder"]) == (
+        "all",
+        {"real": 8, "fake": 8},
+        False,
+    )
+    assert json.loads((tmp_path / "out" / "generalisation.json").read_text()) == table
+    assert (tmp_path / "out" / "1-data" / "report.json").is_file() and (tmp_path / "out" / "2-other-kind").is_dir()
+    lines = format_table(table).splitlines()
+    assert lines[0].startswith("folder | images | ROC-AUC") and lines[1].startswith("data (held-out) | 6 |")
+    assert lines[2].startswith("other-kind | 16 |")

@@ -242,3 +242,21 @@ def test_a_face_model_records_its_framing_in_the_card(data_dir, tmp_path):
 
     assert result.card["faces"] == face_card() and result.card["faces"]["framing"] == 1.25
     assert load_package(result.package_dir)[1]["faces"] == face_card()
+
+
+def test_self_blended_training_needs_only_real_pictures(data_dir, tmp_path):
+    reals_only = tmp_path / "reals"
+    reals_only.mkdir()
+    (reals_only / "real").symlink_to(data_dir / "real")
+
+    result = train(config(reals_only, tmp_path / "run", self_blended=1.0, ignore_fakes=True, faces=True))
+
+    counts = result.card["data"]["counts"]
+    assert counts == {"train": {"real": 16, "fake": 16}, "validation": {"real": 4, "fake": 4}}
+    assert result.card["data"]["self_blended"]["real_fakes"] == "left out"
+    assert list(result.card["data"]["self_blended"]["recipe"]["blend_ratios"]) == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_ignoring_the_fakes_without_self_blending_is_refused(data_dir, tmp_path):
+    with pytest.raises(MLError, match="--ignore-fakes needs --self-blended"):
+        train(config(data_dir, tmp_path / "run", ignore_fakes=True))

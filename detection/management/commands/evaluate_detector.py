@@ -1,6 +1,7 @@
-"""`manage.py evaluate_detector DATA_DIR`: evaluate a detector model (the active one by default) on DATA_DIR/real and
-DATA_DIR/fake with ml.evaluate: metrics at the model's threshold, ROC and precision-recall curves as PNG, a JSON
-report, and with --robustness the drop after JPEG re-compression and 0.5x downscaling.
+"""`manage.py evaluate_detector DATA_DIR [DATA_DIR ...]`: evaluate a detector model (the active one by default) on
+DATA_DIR/real and DATA_DIR/fake with ml.evaluate: metrics at the model's threshold, ROC and precision-recall curves as
+PNG, a JSON report, and with --robustness the drop after JPEG re-compression and 0.5x downscaling. Several folders
+(one per kind of manipulation, say) give one table with a row per folder: how the model generalises.
 """
 
 import time
@@ -18,7 +19,7 @@ class Command(BaseCommand):
     help = "Evaluate a detector model on a folder with real/ and fake/ images; writes report.json, roc.png, pr.png."
 
     def add_arguments(self, parser):
-        parser.add_argument("data_dir", type=Path, help="folder with real/ and fake/ images")
+        parser.add_argument("data_dir", type=Path, nargs="+", help="folder(s) with real/ and fake/ images")
         source = parser.add_mutually_exclusive_group()
         source.add_argument("--model", type=int, help="ID of the detector model (default: the active one)")
         source.add_argument("--package", type=Path, help="a model package folder instead of a registered model")
@@ -28,7 +29,8 @@ class Command(BaseCommand):
             "--subset",
             choices=("all", "validation"),
             default="all",
-            help="validation: only the held-out part of the split recorded in the model card",
+            help="validation: of the folder the model trained on, only the held-out part of the split recorded in its "
+            "card (other folders are used whole)",
         )
         parser.add_argument("--threshold", type=float, help="default: the model's")
         parser.add_argument("--batch-size", type=int, default=32)
@@ -37,7 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from ml.errors import MLError
-        from ml.evaluate import evaluate_package, format_report
+        from ml.evaluate import evaluate_folders, evaluate_package, format_report, format_table
 
         if options["batch_size"] < 1 or options["workers"] < 0:
             raise CommandError("--batch-size must be at least 1 and --workers cannot be negative.")
@@ -46,23 +48,30 @@ class Command(BaseCommand):
         output = options["output"] or (
             Path(settings.DATA_DIR) / "evaluations" / f"{slugify(name)}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
+        evaluation = {
+            "output_dir": output,
+            "threshold": options["threshold"],
+            "subset": options["subset"],
+            "robustness": options["robustness"],
+            "batch_size": options["batch_size"],
+            "workers": options["workers"],
+            "progress": not options["no_progress"],
+            **source.get("weights", {}),
+        }
+        folders = options["data_dir"]
         try:
-            report = evaluate_package(
-                source.get("package"),
-                options["data_dir"],
-                output_dir=output,
-                threshold=options["threshold"],
-                subset=options["subset"],
-                robustness=options["robustness"],
-                batch_size=options["batch_size"],
-                workers=options["workers"],
-                progress=not options["no_progress"],
-                **source.get("weights", {}),
-            )
+            if len(folders) > 1:
+                table = evaluate_folders(source.get("package"), folders, **evaluation)
+            else:
+                report = evaluate_package(source.get("package"), folders[0], **evaluation)
         except MLError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(format_report(report))
-        self.stdout.write(f"Wrote {Path(output) / 'report.json'} and the ROC and precision-recall curves.")
+        if len(folders) > 1:
+            self.stdout.write(format_table(table))
+            self.stdout.write(f"Wrote {Path(output) / 'generalisation.json'} and a report per folder.")
+        else:
+            self.stdout.write(format_report(report))
+            self.stdout.write(f"Wrote {Path(output) / 'report.json'} and the ROC and precision-recall curves.")
 
     def _source(self, options) -> tuple[DetectorModel | None, dict]:
         """The model to evaluate and the arguments that point ml.evaluate at its weights."""
