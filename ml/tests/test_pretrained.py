@@ -66,7 +66,7 @@ def test_set_up_seeds_the_cache_offline_and_training_starts_from_imagenet(torch_
     cached = torch_home / "hub" / "checkpoints" / MOBILENET_FILE
     assert cached == cache_path(MOBILENET) and cached.is_file()
     assert pretrained.sha256_of(cached) == KNOWN_FILES[MOBILENET_FILE].sha256
-    assert "mobilenet_v2: ImageNet weights ready at" in capsys.readouterr().out
+    assert f"{MOBILENET_FILE}: ready at {cached}" in capsys.readouterr().out
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "starts from random weights" warning
         model = get_architecture("mobilenet_v2").build(pretrained=True)
