@@ -436,31 +436,21 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = _log_to_stderr) -
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]) -> TrainingResult:
-    started = time.monotonic()
-    config.check()
-    deadline = started + config.max_minutes * 60 if config.max_minutes else None
-    arch = get_architecture(config.architecture)
-    input_size = config.input_size or arch.default_input_size
-    if input_size < MIN_INPUT_SIZE:
-        raise MLError(f"The input size must be at least {MIN_INPUT_SIZE} pixels, not {input_size}.")
-    device = resolve_device(config.device, processes)
-    precision = resolve_precision(config.precision, device)
-    output_dir = Path(config.output_dir)
-    checkpoint_dir, package_dir = output_dir / "checkpoints", output_dir / "package"
+@dataclass
+class Loaders:
+    data: TrainingData
+    train_set: ImageDataset
+    validation_set: ImageDataset
+    loader: torch.utils.data.DataLoader
+    sampler: torch.utils.data.Sampler | None
+    # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
+    # epoch starts (seed_epoch), so a resumed run repeats exactly what the uninterrupted run would have done.
+    sampler_generator: torch.Generator
+    loader_generator: torch.Generator
 
-    def check_output() -> None:
-        if config.resume is None and (checkpoint_dir / "last.pth").exists():
-            raise MLError(
-                f"{output_dir} already holds a training run. Choose another --output, or continue that run with "
-                f"--resume {checkpoint_dir / 'last.pth'}."
-            )
 
-    _share(processes, check_output)
-
-    resumed = None
-    if config.resume is not None:
-        resumed = load_checkpoint(config.resume, architecture=arch.name, input_size=input_size)
+def load_data(config: TrainConfig, processes: Processes, input_size: int, *, device: torch.device) -> Loaders:
+    """The training and validation data (read and split on rank 0, shared with the others) and the training loader."""
     data = _share(
         processes,
         lambda: load_training_data(
@@ -475,45 +465,18 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
     )
     if config.self_blended:
         data = with_self_blended(data, per_real=config.self_blended, ignore_fakes=config.ignore_fakes)
-    per_process = len(data.train) // processes.world_size
-    if per_process < config.batch_size:
+    if len(data.train) // processes.world_size < config.batch_size:
         raise TrainingDataError(
             f"There are {len(data.train)} training images, fewer than one batch of {config.batch_size} per process. "
             "Add images or lower --batch-size."
         )
-
-    torch.manual_seed(config.seed)
-    # Only rank 0 fetches ImageNet weights: DistributedDataParallel copies rank 0's weights to the others.
-    model, pretrained = build_model(arch.name, pretrained=config.pretrained and processes.is_main, log=log)
-    model = model.to(device, memory_format=MEMORY_FORMAT)
-    module = model
-    if processes.distributed:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience
-    )
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    counts = count_classes(data.train)
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(counts["real"] / counts["fake"], device=device))
-
-    start_epoch, best, epochs_since_best, history = 1, None, 0, []
-    if resumed is not None:
-        module.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        start_epoch, best = resumed["epoch"] + 1, resumed["best"]
-        epochs_since_best, history = resumed["epochs_since_best"], resumed["history"]
-        log(f"resuming {config.resume} after epoch {resumed['epoch']} (best so far: epoch {best['epoch']})")
-
     framing = {"faces": config.faces, "cache": config.cache_images}
     train_set = ImageDataset(data.train, input_size, augment=Augment(config.augment), **framing)
     # The validation pseudo-fakes are the same blends every epoch, so epochs are compared on the same images.
     validation_set = ImageDataset(data.validation, input_size, blend_seed=config.seed, **framing)
-    # Every random draw of an epoch (order, augmentations, dropout) is seeded from (seed, epoch, rank) when the
-    # epoch starts, so a resumed run repeats exactly what the uninterrupted run would have done.
     sampler_generator, loader_generator = torch.Generator(), torch.Generator()
     batching: dict = {"batch_size": config.batch_size, "drop_last": True}  # a batch of one breaks batch norm
+    sampler = None
     if config.paired:
         batching = {
             "batch_sampler": PairedBatchSampler(
@@ -524,7 +487,6 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
                 world_size=processes.world_size,
             )
         }
-        sampler = None
     elif processes.distributed:
         sampler = torch.utils.data.DistributedSampler(
             train_set, num_replicas=processes.world_size, rank=processes.rank, seed=config.seed, drop_last=True
@@ -545,197 +507,371 @@ def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]
             f"The {len(data.train)} training images do not make one full batch of {config.batch_size} per process "
             "(pairs and leftover images are batched apart). Add images or lower --batch-size."
         )
-    eval_options = {
-        "device": device,
-        "precision": precision,
-        "batch_size": config.batch_size * 2,
-        "workers": config.workers,
-        "processes": processes,
-    }
+    return Loaders(data, train_set, validation_set, loader, sampler, sampler_generator, loader_generator)
 
-    validation_seconds = None
 
-    def should_stop(seconds_per_image: float) -> bool:
-        # Keep enough time to validate (estimated from the training speed until one validation has run), save
-        # and package: a forward pass costs about a third of a training step.
-        if deadline is None:
+def seed_epoch(loaders: Loaders, config: TrainConfig, epoch: int, processes: Processes) -> None:
+    if isinstance(loaders.sampler, torch.utils.data.DistributedSampler):
+        loaders.sampler.set_epoch(epoch)
+    shared_seed = (config.seed * 100_003 + epoch) * 101  # the same on every rank: one batch order to share
+    epoch_seed = shared_seed + processes.rank
+    loaders.sampler_generator.manual_seed(shared_seed)
+    loaders.loader_generator.manual_seed(epoch_seed + 1)
+    torch.manual_seed(epoch_seed + 2)
+    random.seed(epoch_seed + 3)  # augmentations drawn in this process (--workers 0)
+
+
+class TimeBudget:
+    """--max-minutes for the whole run, validation and packaging included. Every rank takes the same decision."""
+
+    def __init__(self, started: float, max_minutes: float | None, *, validation_images: int, processes: Processes):
+        self.started = started
+        self.deadline = started + max_minutes * 60 if max_minutes else None
+        self.validation_images = validation_images
+        self.processes = processes
+        self.validation_seconds: float | None = None  # measured once a validation has run
+
+    def should_stop(self, seconds_per_image: float) -> bool:
+        """Stop now to keep time to validate (estimated from the training speed until one validation has run; a
+        forward pass costs about a third of a training step), save and package."""
+        if self.deadline is None:
             return False
-        estimate = validation_seconds or len(data.validation) / processes.world_size * seconds_per_image / 2.5
-        flag = torch.tensor(float(time.monotonic() > deadline - 1.25 * estimate - 10))
-        if processes.distributed:
+        estimate = (
+            self.validation_seconds or self.validation_images / self.processes.world_size * seconds_per_image / 2.5
+        )
+        flag = torch.tensor(float(time.monotonic() > self.deadline - 1.25 * estimate - 10))
+        if self.processes.distributed:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
-    cosine = config.schedule == "cosine"
-    total_steps = max(1, config.epochs * len(loader))
-    steps_done = [(start_epoch - 1) * len(loader)]
+    def elapsed_share(self) -> float:
+        return (time.monotonic() - self.started) / (self.deadline - self.started)
 
-    def cosine_step() -> None:
-        # Progress through the run: by time when there is a budget (the epochs that fit are not known in advance;
-        # not reproducible on --resume), else by steps. The rate falls from lr to 0 along half a cosine.
-        if deadline is not None:
-            progress = (time.monotonic() - started) / (deadline - started)
-        else:
-            progress = steps_done[0] / total_steps
-        steps_done[0] += 1
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    stopped_because = f"reached the last epoch ({config.epochs})"
-    if processes.is_main:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    for epoch in range(start_epoch, config.epochs + 1):
-        if epoch > start_epoch and should_stop(0.0):
-            stopped_because = "time budget (--max-minutes)"
-            break
-        if isinstance(sampler, torch.utils.data.DistributedSampler):
-            sampler.set_epoch(epoch)
-        shared_seed = (config.seed * 100_003 + epoch) * 101  # the same on every rank: one batch order to share
-        epoch_seed = shared_seed + processes.rank
-        sampler_generator.manual_seed(shared_seed)
-        loader_generator.manual_seed(epoch_seed + 1)
-        torch.manual_seed(epoch_seed + 2)
-        random.seed(epoch_seed + 3)  # augmentations drawn in this process (--workers 0)
-        bar = tqdm(
-            total=len(loader),
-            desc=f"epoch {epoch}/{config.epochs}",
-            unit="batch",
-            disable=not (config.progress and processes.is_main),
-            file=sys.stderr,
+class CosineSchedule:
+    """The learning rate from lr down to 0 along half a cosine, stepped before every batch: by time when there is a
+    budget (the epochs that fit are not known in advance; not reproducible on --resume), else by steps."""
+
+    def __init__(self, optimizer, *, lr: float, total_steps: int, steps_done: int, budget: TimeBudget):
+        self.optimizer, self.lr, self.budget = optimizer, lr, budget
+        self.total_steps, self.steps_done = max(1, total_steps), steps_done
+
+    def step(self) -> None:
+        progress = (
+            self.budget.elapsed_share() if self.budget.deadline is not None else self.steps_done / self.total_steps
         )
-        stats = train_one_epoch(
-            model, loader, optimizer, loss_fn, device=device, precision=precision, scaler=scaler,
-            should_stop=should_stop if deadline else None, before_step=cosine_step if cosine else None, bar=bar,
-        )  # fmt: skip
-        _average_buffers(module, processes)
-        validation_started = time.monotonic()
-        metrics, labels, scores = evaluate(model, validation_set, **eval_options)
-        validation_seconds = time.monotonic() - validation_started
-        if not cosine:
-            scheduler.step(metrics["roc_auc"])
-        improved = best is None or metrics["roc_auc"] > best["roc_auc"] + 1e-6
+        self.steps_done += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class Run:
+    """What every step of one training run shares."""
+
+    config: TrainConfig
+    processes: Processes
+    architecture: str
+    input_size: int
+    device: torch.device
+    precision: str
+    started: float
+    checkpoint_dir: Path
+    package_dir: Path
+    pretrained: dict = field(default_factory=dict)  # whether ImageNet weights were asked for and had
+
+
+@dataclass
+class Progress:
+    """Where a run stands between epochs: what a checkpoint keeps and --resume restores."""
+
+    start_epoch: int = 1
+    best: dict | None = None  # epoch, roc_auc, model state, validation scores and labels of the best epoch so far
+    epochs_since_best: int = 0
+    history: list[dict] = field(default_factory=list)
+    stopped_because: str = ""
+    improved: bool = False  # the last epoch was the best so far
+
+    def record(self, epoch: int, module: nn.Module, metrics: dict, labels, scores) -> bool:
+        """Note the epoch's validation; True when it is the best so far (its weights are kept)."""
+        improved = self.best is None or metrics["roc_auc"] > self.best["roc_auc"] + 1e-6
         if improved:
-            best = {
+            self.best = {
                 "epoch": epoch,
                 "roc_auc": metrics["roc_auc"],
                 "model": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
                 "scores": torch.from_numpy(scores.astype(np.float32)),
                 "labels": torch.from_numpy(labels.astype(np.int64)),
             }
-            epochs_since_best = 0
+            self.epochs_since_best = 0
         else:
-            epochs_since_best += 1
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": round(stats["loss"], 5),
-                "train_images": stats["images"] * processes.world_size,
-                "partial": stats["partial"],
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": round(stats["seconds"] + validation_seconds, 1),
-                "validation": {k: metrics[k] for k in ("roc_auc", "average_precision", "accuracy", "f1")},
-            }
-        )
-        bar.set_postfix(
-            loss=f"{stats['loss']:.4f}",
-            val_auc=f"{metrics['roc_auc']:.4f}",
-            val_acc=f"{metrics['accuracy']:.4f}",
-            best=f"{best['roc_auc']:.4f}@{best['epoch']}",
-        )
-        bar.close()
-        if processes.is_main:
-            checkpoint = {
-                "format": CHECKPOINT_FORMAT,
-                "architecture": arch.name,
-                "input_size": input_size,
-                "epoch": epoch,
-                "model": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "best": best,
-                "epochs_since_best": epochs_since_best,
-                "history": history,
-                "config": config.as_dict(),
-            }
-            save_checkpoint(checkpoint, checkpoint_dir / "last.pth")
-            if improved:
-                save_checkpoint({**checkpoint, "best": None, "model": best["model"]}, checkpoint_dir / "best.pth")
-        if stats["partial"]:
-            stopped_because = "time budget (--max-minutes)"
-            break
-        if epochs_since_best >= config.patience:
-            stopped_because = f"early stopping: no better validation ROC-AUC for {config.patience} epochs"
-            break
-    if best is None:
-        raise MLError("The time budget ran out before one epoch could be trained; give a larger --max-minutes.")
+            self.epochs_since_best += 1
+        return improved
 
-    module.load_state_dict(best["model"])
+
+def _train(config: TrainConfig, processes: Processes, log: Callable[[str], None]) -> TrainingResult:
+    config.check()
+    run = _run(config, processes)
+    _share(processes, lambda: _check_output(config, run.checkpoint_dir))
+    resumed = (
+        load_checkpoint(config.resume, architecture=run.architecture, input_size=run.input_size)
+        if config.resume
+        else None
+    )
+    loaders = load_data(config, processes, run.input_size, device=run.device)
+    torch.manual_seed(config.seed)
+    module, model, optimizer, plateau = _model_and_optimizer(run, log)
+    counts = count_classes(loaders.data.train)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(counts["real"] / counts["fake"], device=run.device))
+    progress = Progress(stopped_because=f"reached the last epoch ({config.epochs})")
+    if resumed is not None:
+        progress = _resume(resumed, module, optimizer, plateau, progress, log, config.resume)
+    budget = TimeBudget(
+        run.started, config.max_minutes, validation_images=len(loaders.data.validation), processes=processes
+    )
+    cosine = None
+    if config.schedule == "cosine":
+        steps = len(loaders.loader)
+        cosine = CosineSchedule(
+            optimizer, lr=config.lr, total_steps=config.epochs * steps, steps_done=(progress.start_epoch - 1) * steps,
+            budget=budget,
+        )  # fmt: skip
+    if processes.is_main:
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for epoch in range(progress.start_epoch, config.epochs + 1):
+        if epoch > progress.start_epoch and budget.should_stop(0.0):
+            progress.stopped_because = "time budget (--max-minutes)"
+            break
+        seed_epoch(loaders, config, epoch, processes)
+        bar = _bar(run, epoch, len(loaders.loader))
+        stats = train_one_epoch(
+            model, loaders.loader, optimizer, loss_fn, device=run.device, precision=run.precision,
+            scaler=torch.amp.GradScaler(run.device.type) if run.precision == "fp16" else None,
+            should_stop=budget.should_stop if budget.deadline else None, before_step=cosine.step if cosine else None,
+            bar=bar,
+        )  # fmt: skip
+        _average_buffers(module, processes)
+        metrics = _validate(run, epoch, model, module, loaders, stats, optimizer, budget, progress)
+        _show(bar, stats, metrics, progress.best)
+        if cosine is None:
+            plateau.step(metrics["roc_auc"])
+        if processes.is_main:
+            _save_checkpoints(run, epoch, module, optimizer, plateau, progress)
+        if stats["partial"]:
+            progress.stopped_because = "time budget (--max-minutes)"
+            break
+        if progress.epochs_since_best >= config.patience:
+            progress.stopped_because = f"early stopping: no better validation ROC-AUC for {config.patience} epochs"
+            break
+    if progress.best is None:
+        raise MLError("The time budget ran out before one epoch could be trained; give a larger --max-minutes.")
+    return _package(run, module, loaders.data, progress)
+
+
+def _run(config: TrainConfig, processes: Processes) -> Run:
+    started = time.monotonic()
+    arch = get_architecture(config.architecture)
+    input_size = config.input_size or arch.default_input_size
+    if input_size < MIN_INPUT_SIZE:
+        raise MLError(f"The input size must be at least {MIN_INPUT_SIZE} pixels, not {input_size}.")
+    device = resolve_device(config.device, processes)
+    output = Path(config.output_dir)
+    return Run(
+        config,
+        processes,
+        arch.name,
+        input_size,
+        device,
+        resolve_precision(config.precision, device),
+        started,
+        output / "checkpoints",
+        output / "package",
+    )
+
+
+def _model_and_optimizer(run: Run, log: Callable[[str], None]):
+    """The model (and its DistributedDataParallel wrapper in a distributed run), AdamW and the plateau scheduler."""
+    config, processes = run.config, run.processes
+    # Only rank 0 fetches ImageNet weights: DistributedDataParallel copies rank 0's weights to the others.
+    module, run.pretrained = build_model(run.architecture, pretrained=config.pretrained and processes.is_main, log=log)
+    module = module.to(run.device, memory_format=MEMORY_FORMAT)
+    model = module
+    if processes.distributed:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience
+    )
+    return module, model, optimizer, plateau
+
+
+def _bar(run: Run, epoch: int, batches: int) -> tqdm:
+    return tqdm(
+        total=batches,
+        desc=f"epoch {epoch}/{run.config.epochs}",
+        unit="batch",
+        disable=not (run.config.progress and run.processes.is_main),
+        file=sys.stderr,
+    )
+
+
+def _validate(run: Run, epoch: int, model, module, loaders: Loaders, stats: dict, optimizer, budget, progress) -> dict:
+    """Validate the epoch's model, note it in the progress (the best so far kept) and the history; its metrics."""
+    started = time.monotonic()
+    metrics, labels, scores = evaluate(
+        model, loaders.validation_set, device=run.device, precision=run.precision,
+        batch_size=run.config.batch_size * 2, workers=run.config.workers, processes=run.processes,
+    )  # fmt: skip
+    budget.validation_seconds = time.monotonic() - started
+    progress.improved = progress.record(epoch, module, metrics, labels, scores)
+    progress.history.append(
+        _epoch_record(epoch, stats, metrics, optimizer, budget.validation_seconds, run.processes.world_size)
+    )
+    return metrics
+
+
+def _show(bar: tqdm, stats: dict, metrics: dict, best: dict) -> None:
+    bar.set_postfix(
+        loss=f"{stats['loss']:.4f}", val_auc=f"{metrics['roc_auc']:.4f}", val_acc=f"{metrics['accuracy']:.4f}",
+        best=f"{best['roc_auc']:.4f}@{best['epoch']}",
+    )  # fmt: skip
+    bar.close()
+
+
+def _check_output(config: TrainConfig, checkpoint_dir: Path) -> None:
+    if config.resume is None and (checkpoint_dir / "last.pth").exists():
+        raise MLError(
+            f"{config.output_dir} already holds a training run. Choose another --output, or continue that run with "
+            f"--resume {checkpoint_dir / 'last.pth'}."
+        )
+
+
+def _resume(resumed: dict, module, optimizer, plateau, progress: Progress, log, path) -> Progress:
+    module.load_state_dict(resumed["model"])
+    optimizer.load_state_dict(resumed["optimizer"])
+    plateau.load_state_dict(resumed["scheduler"])
+    log(f"resuming {path} after epoch {resumed['epoch']} (best so far: epoch {resumed['best']['epoch']})")
+    return Progress(
+        start_epoch=resumed["epoch"] + 1,
+        best=resumed["best"],
+        epochs_since_best=resumed["epochs_since_best"],
+        history=resumed["history"],
+        stopped_because=progress.stopped_because,
+    )
+
+
+def _epoch_record(epoch, stats, metrics, optimizer, validation_seconds: float, world_size: int) -> dict:
+    return {
+        "epoch": epoch,
+        "train_loss": round(stats["loss"], 5),
+        "train_images": stats["images"] * world_size,
+        "partial": stats["partial"],
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": round(stats["seconds"] + validation_seconds, 1),
+        "validation": {k: metrics[k] for k in ("roc_auc", "average_precision", "accuracy", "f1")},
+    }
+
+
+def _save_checkpoints(run: Run, epoch: int, module, optimizer, plateau, progress: Progress) -> None:
+    """checkpoints/last.pth (everything --resume needs) and, when the epoch is the best so far, best.pth."""
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "architecture": run.architecture,
+        "input_size": run.input_size,
+        "epoch": epoch,
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": plateau.state_dict(),
+        "best": progress.best,
+        "epochs_since_best": progress.epochs_since_best,
+        "history": progress.history,
+        "config": run.config.as_dict(),
+    }
+    save_checkpoint(checkpoint, run.checkpoint_dir / "last.pth")
+    if progress.improved:
+        save_checkpoint({**checkpoint, "best": None, "model": progress.best["model"]}, run.checkpoint_dir / "best.pth")
+
+
+def _package(run: Run, module: nn.Module, data: TrainingData, progress: Progress) -> TrainingResult:
+    """The best epoch's weights, its threshold and metrics, and the model card, written by rank 0."""
+    processes = run.processes
+    module.load_state_dict(progress.best["model"])
     digests = [state_digest(module)]
     if processes.distributed:
         digests = [None] * processes.world_size
         dist.all_gather_object(digests, state_digest(module))
-    labels, scores = best["labels"].numpy(), best["scores"].numpy().astype(np.float64)
+    labels, scores = progress.best["labels"].numpy(), progress.best["scores"].numpy().astype(np.float64)
     threshold = choose_threshold(labels, scores)
     metrics = compute_metrics(labels, scores, threshold)
-    card = {
-        "name": config.name or f"{arch.name} trained on {Path(config.data_dir).name}",
+    card = model_card(run, data, progress, threshold=threshold, metrics=metrics, digests=digests)
+    if processes.is_main:
+        card = write_package(module, run.package_dir, card)
+    if processes.distributed:
+        dist.barrier()  # the package exists before any rank returns
+    return TrainingResult(
+        package_dir=run.package_dir if processes.is_main else None,
+        card=card,
+        metrics=metrics,
+        checkpoint_dir=run.checkpoint_dir,
+        history=progress.history,
+    )
+
+
+def model_card(run: Run, data: TrainingData, progress: Progress, *, threshold: float, metrics: dict, digests) -> dict:
+    """The model card of a trained package (ml.package lists its keys)."""
+    config = run.config
+    return {
+        "name": config.name or f"{run.architecture} trained on {Path(config.data_dir).name}",
         "version": time.strftime("%Y.%m.%d-%H%M%S", time.gmtime()),
-        "architecture": arch.name,
-        "input_size": input_size,
+        "architecture": run.architecture,
+        "input_size": run.input_size,
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
         "faces": face_card() if config.faces else None,
         "metrics": {"validation": metrics},
         "data": {"description": f"real/ and fake/ images from {config.data_dir}", **data.description},
         "training": {
-            "hyperparameters": {
-                "optimizer": "AdamW",
-                "lr": config.lr,
-                "weight_decay": config.weight_decay,
-                "batch_size": config.batch_size,
-                "scheduler": (
-                    f"ReduceLROnPlateau on validation ROC-AUC (factor {config.lr_factor}, "
-                    f"patience {config.lr_patience})"
-                    if config.schedule == "plateau"
-                    else "cosine decay from lr to 0 over " + ("the time budget" if config.max_minutes else "the epochs")
-                ),
-                "early_stopping_patience": config.patience,
-                "paired_batches": config.paired,
-                "max_epochs": config.epochs,
-                "max_minutes": config.max_minutes,
-                "loss": "binary cross-entropy on the fake logit, positive weight = real/fake training ratio",
-                "augmentation": config.augment.as_dict(),
-                "seed": config.seed,
-                "pretrained": pretrained,
-            },
-            "epochs_run": len(history),
-            "best_epoch": best["epoch"],
-            "stopped_because": stopped_because,
-            "history": history,
-            "duration_s": round(time.monotonic() - started, 1),
-            "device": str(device),
-            "precision": precision,
+            "hyperparameters": _hyperparameters(config, run.pretrained),
+            "epochs_run": len(progress.history),
+            "best_epoch": progress.best["epoch"],
+            "stopped_because": progress.stopped_because,
+            "history": progress.history,
+            "duration_s": round(time.monotonic() - run.started, 1),
+            "device": str(run.device),
+            "precision": run.precision,
             "threads_per_process": torch.get_num_threads(),
             "distributed": {
-                "world_size": processes.world_size,
-                "backend": processes.backend,
+                "world_size": run.processes.world_size,
+                "backend": run.processes.backend,
                 "weights_sha256_per_rank": digests,
             },
             "resumed_from": str(config.resume) if config.resume else None,
         },
         **config.card_extra,
     }
-    if processes.is_main:
-        card = write_package(module, package_dir, card)
-    if processes.distributed:
-        dist.barrier()  # the package exists before any rank returns
-    return TrainingResult(
-        package_dir=package_dir if processes.is_main else None,
-        card=card,
-        metrics=metrics,
-        checkpoint_dir=checkpoint_dir,
-        history=history,
-    )
+
+
+def _hyperparameters(config: TrainConfig, pretrained: dict) -> dict:
+    return {
+        "optimizer": "AdamW",
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "batch_size": config.batch_size,
+        "scheduler": (
+            f"ReduceLROnPlateau on validation ROC-AUC (factor {config.lr_factor}, patience {config.lr_patience})"
+            if config.schedule == "plateau"
+            else "cosine decay from lr to 0 over " + ("the time budget" if config.max_minutes else "the epochs")
+        ),
+        "early_stopping_patience": config.patience,
+        "paired_batches": config.paired,
+        "max_epochs": config.epochs,
+        "max_minutes": config.max_minutes,
+        "loss": "binary cross-entropy on the fake logit, positive weight = real/fake training ratio",
+        "augmentation": config.augment.as_dict(),
+        "seed": config.seed,
+        "pretrained": pretrained,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
