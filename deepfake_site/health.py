@@ -6,7 +6,6 @@ staff users and to probes that send `Authorization: Bearer <HEALTH_TOKEN>`, and 
 """
 
 import hmac
-import sys
 
 from django.conf import settings
 from django.db import connection
@@ -15,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from deepfake_site.celery import app as celery_app
+from detection import engine
 
 
 def check_database() -> dict:
@@ -50,10 +50,7 @@ def check_model() -> dict:
     state = {"name": active.name, "version": active.version, "architecture": active.architecture}
     if active.load_error:
         return {"status": "error", **state, "detail": active.load_error}
-    # Only a process that has imported the runtime can hold a model; importing it here would pull in PyTorch.
-    runtime = sys.modules.get("ml.runtime")
-    loaded = runtime.DETECTORS.loaded() if runtime else None
-    return {"status": "ok", **state, "loaded_in_this_process": loaded is not None and loaded[0] == active.cache_key}
+    return {"status": "ok", **state, "loaded_in_this_process": engine.loaded_model_key() == active.cache_key}
 
 
 @never_cache

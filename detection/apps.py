@@ -6,4 +6,6 @@ class DetectionConfig(AppConfig):
     verbose_name = "Detection"
 
     def ready(self):
-        from detection import signals  # noqa: F401  (connects the receivers)
+        # Connect the signal receivers, and register the Celery tasks in every process: detection.dispatch sends
+        # them by name, and without a broker runs them from the registry.
+        from detection import signals, tasks  # noqa: F401

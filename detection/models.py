@@ -1,9 +1,11 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 import ml
 from detection.storage import get_results_storage
@@ -194,6 +196,75 @@ class Analysis(models.Model):
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
 
+    # --- State transitions: queued → running → done or failed -------------------------------------------------
+
+    @classmethod
+    def claim(cls, *, analysis_id: int, task_id: str) -> "Analysis | None":
+        """Mark the analysis running for this task delivery, or None when there is nothing for it to do.
+
+        Finished analyses are left alone (a duplicate delivery). A running one is taken over only by a redelivery of
+        the task that claimed it (its worker died) or once its time limit has passed; otherwise another worker has it.
+        """
+        with transaction.atomic():
+            analysis = cls.objects.select_for_update().filter(pk=analysis_id).first()
+            if analysis is None or analysis.is_finished:
+                return None
+            now = timezone.now()
+            if (
+                analysis.status == cls.Status.RUNNING
+                and analysis.task_id != task_id
+                and analysis.started_at
+                and now - analysis.started_at < timedelta(seconds=settings.ANALYSIS_TIME_LIMIT)
+            ):
+                return None
+            analysis.status = cls.Status.RUNNING
+            analysis.started_at = now
+            analysis.attempts += 1
+            analysis.task_id = task_id
+            analysis.save(update_fields=["status", "started_at", "attempts", "task_id"])
+            return analysis
+
+    def fail(self, message: str) -> None:
+        self.status = self.Status.FAILED
+        self.error_message = message
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "error_message", "finished_at"])
+
+    def record_result(self, outcome, *, detector_model: "DetectorModel", faces: list, total_ms: float) -> bool:
+        """Store the engine's outcome (detection.engine.Outcome) and the faces' rows; False when the analysis was
+        deleted while it ran (by its owner, or with the account): then nothing is saved, the row stays gone."""
+        self.probability_fake = outcome.probability_fake
+        self.threshold = detector_model.threshold
+        self.label = outcome.label
+        self.scope = outcome.scope
+        self.small_faces = outcome.small_faces
+        self.detector_model = detector_model
+        self.model_version = detector_model.label
+        for name, value in outcome.timings.items():
+            setattr(self, name, value)
+        self.total_ms = total_ms
+        self.status = self.Status.DONE
+        self.finished_at = timezone.now()
+        self.error_message = ""
+        with transaction.atomic():
+            if not Analysis.objects.select_for_update().filter(pk=self.pk).exists():
+                return False
+            self.save()
+            AnalysisFace.objects.bulk_create(faces)
+        return True
+
+    def requeue(self) -> None:
+        """Back to the queue as if just uploaded, for another run with the active model (its result forgotten)."""
+        for name in ("probability_fake", "threshold", "detector_model", "started_at", "finished_at", "enqueued_at"):
+            setattr(self, name, None)
+        for name in ("decode_ms", "faces_ms", "inference_ms", "heatmap_ms", "total_ms"):
+            setattr(self, name, None)
+        self.scope, self.small_faces, self.label = "", 0, ""
+        self.heatmap = self.overlay = ""
+        self.model_version = self.error_message = self.task_id = ""
+        self.attempts = 0
+        self.status = self.Status.QUEUED
+
     @property
     def verdict(self) -> str | None:
         return verdict_of(self.probability_fake, self.threshold)
@@ -205,9 +276,12 @@ class Analysis(models.Model):
             return None
         return self.probability_fake if self.label == self.Label.FAKE else 1.0 - self.probability_fake
 
+    # Its pictures, by the name pages and the API use for them: each is a file field of the same name.
+    PICTURES = ("original", "thumbnail", "heatmap", "overlay")
+
     def own_files(self) -> list:
         """The stored files on the analysis's own row (its faces' pictures are on theirs)."""
-        return [f for f in (self.original, self.thumbnail, self.heatmap, self.overlay) if f]
+        return [f for f in (getattr(self, kind) for kind in self.PICTURES) if f]
 
     def owned_files(self) -> list:
         """Every stored file of the analysis, its faces' pictures included."""

@@ -62,11 +62,11 @@ def test_health_is_200_with_the_database_up_and_a_model_active(client, active_mo
 
 
 def test_health_says_when_this_process_has_the_model_loaded(client, active_model):
-    from detection import inference
+    from detection import engine
     from ml.runtime import DETECTORS
 
     DETECTORS.clear()
-    inference.detector_for(active_model)
+    engine.detector_for(active_model)
 
     assert client.get("/health").json()["checks"]["model"]["loaded_in_this_process"] is True
 

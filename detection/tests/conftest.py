@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
 from deepfake_site.celery import app as celery_app
-from detection import tasks
+from detection import dispatch
 
 
 class InlineExecutor:
@@ -28,7 +28,7 @@ def run_inline(monkeypatch, django_capture_on_commit_callbacks):
     Under a test's transaction nothing commits, so wrap submissions (and deletions) in `with run_inline():`, which runs
     the on-commit callbacks as the block ends.
     """
-    monkeypatch.setattr(tasks, "_in_process_executor", InlineExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: InlineExecutor())
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 

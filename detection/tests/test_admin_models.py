@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from safetensors.torch import load_file
 
-from detection import services, tasks
+from detection import dispatch, services
 from detection.models import Analysis, DetectorModel, ModelEvaluation
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ class InlineJobs:
 def run_jobs(monkeypatch, settings, django_capture_on_commit_callbacks):
     """Model jobs (fetch, check, evaluate) run inline when the admin request's transaction commits."""
     settings.INFERENCE_BACKEND = "torch"  # loads in a fraction of a second; OpenVINO compiles for seconds
-    monkeypatch.setattr(tasks, "_model_jobs_executor", InlineJobs)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: InlineJobs())
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 

@@ -16,7 +16,7 @@ from accounts.models import ApiToken
 from accounts.services import api_token_create, api_token_revoke
 from conftest import png_bomb
 from deepfake_site.tests.test_settings import manage
-from detection import services, tasks
+from detection import dispatch, services
 from detection.models import Analysis, DetectorModel
 from detection.tests.conftest import InlineExecutor
 
@@ -71,12 +71,12 @@ def other_api(other_user) -> APIClient:
 @pytest.fixture
 def inline(monkeypatch):
     """Queued analyses run at once, inside the request that committed them (needs a transactional test)."""
-    monkeypatch.setattr(tasks, "_in_process_executor", InlineExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: InlineExecutor())
 
 
 @pytest.fixture
 def idle(monkeypatch):
-    monkeypatch.setattr(tasks, "_in_process_executor", IdleExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: IdleExecutor())
 
 
 def analysis_of(user, upload, *, status=Analysis.Status.QUEUED, **image) -> Analysis:
@@ -137,7 +137,7 @@ def runner_thread():
     """The embedded runner's thread; it lets go of its database connection after the test, so the test database
     can be dropped."""
     yield
-    tasks._in_process_executor().submit(connections.close_all).result(timeout=60)
+    dispatch.executor("analysis").submit(connections.close_all).result(timeout=60)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 
 from accounts.services import api_token_create
 from deepfake_site.wsgi import application
-from detection import services, tasks
+from detection import dispatch, services
 from detection.models import Analysis
 from detection.tests.conftest import InlineExecutor
 
@@ -107,7 +107,7 @@ def api_schema(transactional_db, settings, monkeypatch):
     The database is transactional so that uploads are committed and queued exactly as in production; queued
     analyses run at once, in the request.
     """
-    monkeypatch.setattr(tasks, "_in_process_executor", InlineExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: InlineExecutor())
     settings.API_THROTTLE_RATE = None
     settings.UPLOAD_THROTTLE_RATE = None
     settings.API_MAX_WAIT_SECONDS = 0
@@ -126,7 +126,7 @@ def fuzz_data(api_schema, user, active_model, upload, monkeypatch):
     _, raw_token = api_token_create(user=user, name="fuzz")
     done = services.analysis_create(user=user, file=upload(seed=21), source="api").analysis
     with monkeypatch.context() as idle:
-        idle.setattr(tasks, "_in_process_executor", IdleExecutor)
+        idle.setattr(dispatch, "executor", lambda thread: IdleExecutor())
         queued = services.analysis_create(user=user, file=upload(seed=22), source="api").analysis
     assert Analysis.objects.get(pk=done.pk).status == Analysis.Status.DONE
     assert Analysis.objects.get(pk=queued.pk).status == Analysis.Status.QUEUED

@@ -84,7 +84,7 @@ def test_every_file_of_a_drop_gets_its_own_outcome(
 @pytest.mark.django_db(transaction=True)
 def test_the_script_sends_one_file_and_gets_its_list_item_back(user, client, active_model, monkeypatch, upload):
     # Nothing runs the analysis: the item must keep polling for its result.
-    monkeypatch.setattr("detection.tasks.analysis_submit", lambda *, analysis_id: True)
+    monkeypatch.setattr("detection.dispatch.send", lambda job, object_id: True)
     client.force_login(user)
 
     response = client.post(UPLOAD_URL, {"files": upload("cat.webp", fmt="WEBP")}, **HTMX)

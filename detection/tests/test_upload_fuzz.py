@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
 from conftest import image_bytes
-from detection import tasks
+from detection import dispatch
 from detection.models import Analysis
 from detection.tests.conftest import InlineExecutor
 
@@ -68,7 +68,7 @@ def assert_finished_or_refused(status: int, elapsed: float) -> None:
 
 @pytest.fixture
 def inline_runs(monkeypatch):
-    monkeypatch.setattr(tasks, "_in_process_executor", InlineExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: InlineExecutor())
 
 
 @pytest.fixture

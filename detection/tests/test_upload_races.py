@@ -7,7 +7,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
-from detection import services, tasks
+from detection import dispatch, services
 from detection.models import Analysis, IdempotencyKey
 
 LIST_URL = "/api/v1/analyses/"
@@ -21,7 +21,7 @@ class IdleExecutor:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_uploads_of_the_same_image_share_one_analysis(user, active_model, upload, monkeypatch):
-    monkeypatch.setattr(tasks, "_in_process_executor", IdleExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: IdleExecutor())
     barrier, results, errors = threading.Barrier(3), [], []
 
     def submit():
@@ -48,7 +48,7 @@ def test_concurrent_uploads_of_the_same_image_share_one_analysis(user, active_mo
 
 @pytest.fixture
 def api(user, monkeypatch):
-    monkeypatch.setattr(tasks, "_in_process_executor", IdleExecutor)
+    monkeypatch.setattr(dispatch, "executor", lambda thread: IdleExecutor())
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='retries')[1]}")
     return client

@@ -6,14 +6,15 @@ MODEL_FILENAME (downloaded, validated and activated); else the reference model b
 the starter model, trained here on generated data.
 """
 
+import json
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from detection import services
-from detection.management.commands.train_detector import register_package
 from detection.models import DetectorModel
 from detection.selectors import detector_model_get_active
 
@@ -46,18 +47,21 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Active detector model: {model} ({model.architecture})."))
 
     def _activate_bundled_model(self) -> DetectorModel:
-        from ml.package import read_card
-
-        card = read_card(BUNDLED_MODEL_DIR)
+        card = json.loads((BUNDLED_MODEL_DIR / "model_card.json").read_text(encoding="utf-8"))
         # Registered before and since replaced: the same weights, already checked, are activated again.
         earlier = DetectorModel.objects.filter(sha256=card["sha256"], status=DetectorModel.Status.READY).first()
-        if earlier is not None:
-            self.stdout.write(f"No detector model is active: activating the bundled reference model “{earlier}” again.")
-            return services.detector_model_activate_checked(detector_model=earlier)
-        self.stdout.write(
-            f"No detector model is active: registering the bundled reference model from {BUNDLED_MODEL_DIR}."
-        )
-        return register_package(BUNDLED_MODEL_DIR, activate=True)
+        try:
+            if earlier is not None:
+                self.stdout.write(
+                    f"No detector model is active: activating the bundled reference model “{earlier}” again."
+                )
+                return services.detector_model_activate_checked(detector_model=earlier)
+            self.stdout.write(
+                f"No detector model is active: registering the bundled reference model from {BUNDLED_MODEL_DIR}."
+            )
+            return services.detector_model_register_package(package_dir=BUNDLED_MODEL_DIR, activate=True)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
 
     def _activate_hub_model(self) -> DetectorModel:
         repo, filename = settings.HUGGINGFACE_REPO, settings.MODEL_FILENAME

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
+from detection import engine
+from detection.errors import AnalysisFailure
 from detection.models import DetectorModel
 from detection.selectors import detector_model_get_active
 
@@ -87,11 +89,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     "No detector model is active. Give --model ID or --package DIR, or activate a model first."
                 )
-        from detection.errors import AnalysisFailure
-        from detection.inference import weights_local_path
-
         try:
-            weights = weights_local_path(model)
+            weights = engine.weights_local_path(model)
         except AnalysisFailure as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Evaluating “{model}” ({model.architecture}, {model.input_size} px).")

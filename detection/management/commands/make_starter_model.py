@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from detection import services
 from detection.models import DetectorModel
 from detection.selectors import detector_model_get_active
 
@@ -55,9 +57,7 @@ class Command(BaseCommand):
         if active is None and not options["force"]:
             existing = self._existing_starter()
             if existing is not None:
-                from detection.services import detector_model_activate
-
-                detector_model_activate(detector_model=existing)
+                services.detector_model_activate(detector_model=existing)
                 self.stdout.write(self.style.SUCCESS(f"Activated the existing starter model “{existing}”."))
                 return
         model = self._make(options, activate=active is None or options["activate"])
@@ -95,7 +95,6 @@ class Command(BaseCommand):
     def _make(self, options, *, activate: bool) -> DetectorModel:
         from dataclasses import replace
 
-        from detection.management.commands.train_detector import register_package
         from ml.errors import MLError
         from ml.starter import StarterPlan, make_starter_model
 
@@ -117,4 +116,7 @@ class Command(BaseCommand):
             make_starter_model(package_dir, seed=options["seed"], progress=not options["no_progress"], plan=plan)
         except MLError as exc:
             raise CommandError(f"The starter model could not be made: {exc}") from None
-        return register_package(package_dir, activate=activate)
+        try:
+            return services.detector_model_register_package(package_dir=package_dir, activate=activate)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None

@@ -11,22 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from detection.models import DetectorModel
-
-
-def model_description(card: dict) -> str:
-    """What the model detects and its limits, for every page that shows its results."""
-    if card.get("detects") or card.get("limitations"):
-        return " ".join(part for part in (card.get("detects"), card.get("limitations")) if part)
-    data, validation = card.get("data", {}), card.get("metrics", {}).get("validation", {})
-    counts = data.get("counts", {}).get("train", {})
-    auc = validation.get("roc_auc")
-    return (
-        f"Trained by this product on {data.get('train_dir') or 'a folder of images'} "
-        f"({counts.get('real', '?')} real and {counts.get('fake', '?')} fake training images)"
-        + (f"; validation ROC-AUC {auc:.3f}" if auc is not None else "")
-        + ". It has only been validated on images like those it was trained on."
-    )
+from detection import services
 
 
 class Command(BaseCommand):
@@ -72,42 +57,12 @@ class Command(BaseCommand):
             f"({result.card['training']['stopped_because']})."
         )
         if options["register"]:
-            model = register_package(result.package_dir, activate=options["activate"])
+            try:
+                model = services.detector_model_register_package(
+                    package_dir=result.package_dir, activate=options["activate"]
+                )
+            except ValidationError as exc:
+                raise CommandError("; ".join(exc.messages)) from None
             self.stdout.write(self.style.SUCCESS(f"Registered “{model}” ({model.get_status_display().lower()})."))
             if model.is_active:
                 self.stdout.write(self.style.SUCCESS(f"“{model}” is now the active model."))
-
-
-def register_package(package_dir: Path, *, activate: bool) -> DetectorModel:
-    """Register a model package (weights + card) as a detector model; CommandError with the reason if it fails."""
-    from detection.services import detector_model_register
-    from ml.package import WEIGHTS_FILE, PackageError, read_card
-
-    try:
-        card = read_card(package_dir)
-    except PackageError as exc:
-        raise CommandError(str(exc)) from None
-    try:
-        model = detector_model_register(
-            name=card["name"][:100],
-            version=str(card.get("version") or card["sha256"][:12])[:50],
-            architecture=card["architecture"],
-            weights_path=Path(package_dir) / WEIGHTS_FILE,
-            input_size=card["input_size"],
-            threshold=card["threshold"],
-            source=DetectorModel.Source.TRAINING,
-            metrics=card.get("metrics", {}),
-            card=card,
-            description=model_description(card),
-            face_framing=(card.get("faces") or {}).get("framing"),
-            activate=False,
-        )
-    except ValidationError as exc:
-        raise CommandError("; ".join(exc.messages)) from None
-    if model.status != DetectorModel.Status.READY:
-        raise CommandError(f"“{model}” was registered but failed validation: {model.status_message}")
-    if activate:
-        from detection.services import detector_model_activate
-
-        model = detector_model_activate(detector_model=model)
-    return model
