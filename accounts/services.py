@@ -164,7 +164,7 @@ def user_data_export(*, user: User, out) -> int:
         analyses = Analysis.objects.filter(owner=user).order_by("created_at", "id")
         for analysis in analyses.iterator(chunk_size=200):
             files = {}
-            for kind in ("original", "thumbnail", "heatmap", "overlay"):
+            for kind in Analysis.PICTURES:
                 field = getattr(analysis, kind)
                 if not field:
                     files[kind] = None

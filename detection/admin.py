@@ -5,7 +5,6 @@ weights (load into the architecture, run a probe image) before the model can be 
 """
 
 import json
-import mimetypes
 import uuid
 
 from django.contrib import admin, messages
@@ -19,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from detection import selectors, services
+from detection import presentation, selectors, services
 from detection.forms_admin import DetectorModelAddForm, DetectorModelChangeForm, EvaluationForm
 from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
 
@@ -507,7 +506,7 @@ class AnalysisAdmin(admin.ModelAdmin):
         def url(kind):
             return reverse("admin:detection_analysis_image", args=[obj.pk, kind]) if getattr(obj, kind) else None
 
-        if not any(url(kind) for kind in ("thumbnail", "heatmap", "overlay", "original")):
+        if not any(url(kind) for kind in Analysis.PICTURES):
             return "No pictures stored."
         return render_to_string(
             "admin/detection/analysis/_pictures.html",
@@ -557,17 +556,12 @@ class AnalysisAdmin(admin.ModelAdmin):
 
     def image_view(self, request, object_id, kind):
         """Any analysis's pictures for staff with view permission, whoever uploaded it."""
-        if kind not in {"original", "thumbnail", "heatmap", "overlay"}:
-            raise Http404("No such picture.")
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404("No such analysis.")
         if not self.has_view_permission(request, obj):
             raise PermissionDenied
-        field = getattr(obj, kind)
-        if not field:
-            raise Http404("This picture is not stored.")
-        content_type = obj.media_type if kind == "original" else mimetypes.guess_type(field.name)[0]
-        response = FileResponse(field.open("rb"), content_type=content_type or "application/octet-stream")
-        response["Cache-Control"] = "private, no-store"
-        return response
+        try:
+            return presentation.analysis_picture_response(obj, kind)
+        except presentation.PictureMissing as exc:
+            raise Http404(str(exc)) from None

@@ -9,8 +9,6 @@ from django.urls import reverse
 
 from detection.models import Analysis, AnalysisFace
 
-IMAGE_KINDS = ("original", "thumbnail", "overlay", "heatmap")
-
 # The metrics worth a row on the result page, in reading order, with the names people know them by.
 METRIC_LABELS = {
     "accuracy": "Accuracy",
@@ -96,7 +94,7 @@ def analysis_export(analysis: Analysis, *, request) -> dict:
     detector_model = analysis.detector_model
     images = {
         kind: request.build_absolute_uri(reverse("detection:analysis_image", args=[analysis.public_id, kind]))
-        for kind in IMAGE_KINDS
+        for kind in Analysis.PICTURES
         if getattr(analysis, kind)
     }
     return {
@@ -226,24 +224,40 @@ def analyses_write_csv(analyses, out) -> None:
 PICTURE_TYPES = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
 
 
-def picture_response(field, handle, *, filename: str, content_type: str | None = None) -> FileResponse:
-    """A stored picture, streamed from an open storage file, for its owner's browser cache only. content_type
-    defaults to the one its stored extension says."""
+class PictureMissing(LookupError):
+    """No such picture: an unknown kind, one not stored (yet), or one the storage no longer has. The message says
+    which; each view turns it into its own 404."""
+
+
+def picture_response(field, *, filename: str, content_type: str | None = None) -> FileResponse:
+    """A stored picture, streamed from storage, never kept in a cache (gone after a deletion or a sign-out).
+    content_type defaults to the one its stored extension says."""
+    try:
+        handle = field.open("rb")
+    except OSError:
+        raise PictureMissing("The picture is no longer stored.") from None
     extension = field.name.rsplit(".", 1)[-1].lower()
     response = FileResponse(handle, content_type=content_type or PICTURE_TYPES.get(extension, "image/png"))
-    response["Cache-Control"] = "private, no-store"  # never kept after a deletion or a sign-out
+    response["Cache-Control"] = "private, no-store"
     response["Content-Disposition"] = f'inline; filename="{filename}.{extension}"'
     return response
 
 
-def analysis_picture_response(analysis: Analysis, kind: str, handle) -> FileResponse:
+def analysis_picture_response(analysis: Analysis, kind: str) -> FileResponse:
+    """One of the analysis's pictures (Analysis.PICTURES), whoever may see it having been checked by the caller."""
+    if kind not in Analysis.PICTURES:
+        raise PictureMissing(f"There is no picture called “{kind}”; ask for one of: {', '.join(Analysis.PICTURES)}.")
+    field = getattr(analysis, kind)
+    if not field:
+        raise PictureMissing(f"This analysis has no {kind} picture{'' if analysis.is_finished else ' yet'}.")
     return picture_response(
-        getattr(analysis, kind),
-        handle,
+        field,
         filename=f"{analysis.public_id}-{kind}",
         content_type=analysis.media_type if kind == "original" else None,
     )
 
 
-def face_picture_response(face: AnalysisFace, handle) -> FileResponse:
-    return picture_response(face.overlay, handle, filename=f"{face.analysis.public_id}-face{face.number}")
+def face_picture_response(face: AnalysisFace) -> FileResponse:
+    if not face.overlay:
+        raise PictureMissing(f"Face {face.number} has no picture.")
+    return picture_response(face.overlay, filename=f"{face.analysis.public_id}-face{face.number}")

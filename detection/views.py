@@ -154,17 +154,11 @@ def analysis_status(request, public_id):
 @require_safe
 def analysis_image(request, public_id, kind):
     """An analysis's picture for its owner only: media never sits at a public, guessable address."""
-    if kind not in presentation.IMAGE_KINDS:
-        raise Http404("No such picture.")
     analysis = _analysis_or_404(request, public_id)
-    field = getattr(analysis, kind)
-    if not field:
-        raise Http404("This analysis has no such picture.")
     try:
-        handle = field.open("rb")
-    except (FileNotFoundError, OSError):
-        raise Http404("The picture is no longer stored.") from None
-    return presentation.analysis_picture_response(analysis, kind, handle)
+        return presentation.analysis_picture_response(analysis, kind)
+    except presentation.PictureMissing as exc:
+        raise Http404(str(exc)) from None
 
 
 @login_required
@@ -173,11 +167,9 @@ def analysis_face_image(request, public_id, number):
     """One face as the model saw it, with its heatmap: for the analysis's owner only."""
     analysis = _analysis_or_404(request, public_id)
     try:
-        face = selectors.analysis_face_get(analysis=analysis, number=number)
-        handle = face.overlay.open("rb")
-    except (AnalysisFace.DoesNotExist, ValueError, OSError):
+        return presentation.face_picture_response(selectors.analysis_face_get(analysis=analysis, number=number))
+    except (AnalysisFace.DoesNotExist, presentation.PictureMissing):
         raise Http404("This analysis has no such face picture.") from None
-    return presentation.face_picture_response(face, handle)
 
 
 @login_required

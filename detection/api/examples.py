@@ -2,7 +2,8 @@
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 
-from detection.api.serializers import IMAGE_KINDS, ErrorSerializer
+from detection.api.serializers import ErrorSerializer
+from detection.models import Analysis
 
 ANALYSIS_ID = "8d4f2c6e-1b7a-4e0f-9a53-2f6d8c1e7b90"
 BASE = "https://detector.example.com/api/v1"
@@ -32,7 +33,7 @@ _DONE = {
         "model_version": "resnet50-faces 2026.01",
     },
     "timings": {"decode_ms": 11.2, "inference_ms": 402.7, "heatmap_ms": 96.3, "total_ms": 561.0},
-    "images": {kind: f"{BASE}/analyses/{ANALYSIS_ID}/images/{kind}/" for kind in IMAGE_KINDS},
+    "images": {kind: f"{BASE}/analyses/{ANALYSIS_ID}/images/{kind}/" for kind in Analysis.PICTURES},
 }
 _QUEUED = {
     **_DONE,

@@ -9,9 +9,6 @@ from rest_framework import serializers
 from detection import selectors
 from detection.models import Analysis, DetectorModel
 
-IMAGE_KINDS = ("original", "thumbnail", "heatmap", "overlay")
-
-
 # --- Input ------------------------------------------------------------------------------------------------------
 
 
@@ -178,7 +175,7 @@ class AnalysisSerializer(serializers.Serializer):
             kind: self._absolute(reverse("api:analysis-image", args=[analysis.public_id, kind]))
             if getattr(analysis, kind)
             else None
-            for kind in IMAGE_KINDS
+            for kind in Analysis.PICTURES
         }
 
 

@@ -17,7 +17,6 @@ from detection import presentation, selectors, services
 from detection.api import examples
 from detection.api.errors import error_body, error_json_response
 from detection.api.serializers import (
-    IMAGE_KINDS,
     AnalysisFilterSerializer,
     AnalysisSerializer,
     AnalysisUploadSerializer,
@@ -241,7 +240,7 @@ class AnalysisImageView(APIView):
         description="The original upload (if kept), the thumbnail, the Grad-CAM heatmap or the overlay. Only the "
         "owner can fetch them; the links in an analysis's `images` point here.",
         parameters=[
-            OpenApiParameter("kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(IMAGE_KINDS)),
+            OpenApiParameter("kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(Analysis.PICTURES)),
         ],
         responses={
             (200, "image/png"): OpenApiTypes.BINARY,
@@ -254,17 +253,12 @@ class AnalysisImageView(APIView):
         },
     )
     def get(self, request, public_id, kind):
-        if kind not in IMAGE_KINDS:
-            raise NotFound(f"There is no picture called “{kind}”; ask for one of: {', '.join(IMAGE_KINDS)}.")
-        analysis = _analysis_or_404(request, public_id)
-        field = getattr(analysis, kind)
-        if not field:
-            raise NotFound(f"This analysis has no {kind} picture{'' if analysis.is_finished else ' yet'}.")
+        if kind not in Analysis.PICTURES:  # before the lookup: an unknown kind is not found for any ID
+            raise NotFound(f"There is no picture called “{kind}”; ask for one of: {', '.join(Analysis.PICTURES)}.")
         try:
-            handle = field.open("rb")
-        except OSError:
-            raise NotFound(f"The {kind} picture is no longer stored.") from None
-        return presentation.analysis_picture_response(analysis, kind, handle)
+            return presentation.analysis_picture_response(_analysis_or_404(request, public_id), kind)
+        except presentation.PictureMissing as exc:
+            raise NotFound(str(exc)) from None
 
 
 class AnalysisFaceImageView(APIView):
@@ -284,11 +278,9 @@ class AnalysisFaceImageView(APIView):
     def get(self, request, public_id, number):
         analysis = _analysis_or_404(request, public_id)
         try:
-            face = selectors.analysis_face_get(analysis=analysis, number=number)
-            handle = face.overlay.open("rb")
-        except (AnalysisFace.DoesNotExist, ValueError, OSError):
+            return presentation.face_picture_response(selectors.analysis_face_get(analysis=analysis, number=number))
+        except (AnalysisFace.DoesNotExist, presentation.PictureMissing):
             raise NotFound(f"This analysis has no picture of a face number {number}.") from None
-        return presentation.face_picture_response(face, handle)
 
 
 class DetectorModelListView(GenericAPIView):
