@@ -1,4 +1,6 @@
+import json
 import secrets
+import zipfile
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
@@ -9,6 +11,11 @@ from django_ratelimit.core import is_ratelimited
 
 from accounts.models import ApiToken, User, api_token_hash
 from deepfake_site.client_ip import client_ip
+from detection.errors import StorageUnavailable
+from detection.models import Analysis
+from detection.presentation import analysis_export
+from detection.selectors import analysis_list
+from detection.services import analysis_files_delete, analysis_pictures_read
 
 # Refresh last_used_at at most this often, so a busy API client does not turn every request into a write.
 LAST_USED_RESOLUTION_SECONDS = 60
@@ -98,50 +105,12 @@ def _iso(moment) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _analysis_record(analysis, files: dict) -> dict:
-    return {
-        "id": str(analysis.public_id),
-        "created_at": _iso(analysis.created_at),
-        "finished_at": _iso(analysis.finished_at),
-        "status": analysis.status,
-        "error_message": analysis.error_message,
-        "source": analysis.source,
-        "original_name": analysis.original_name,
-        "sha256": analysis.sha256,
-        "media_type": analysis.media_type,
-        "file_size": analysis.file_size,
-        "width": analysis.width,
-        "height": analysis.height,
-        "keep_original": analysis.keep_original,
-        "probability_fake": analysis.probability_fake,
-        "label": analysis.label or None,
-        "verdict": analysis.verdict,
-        "confidence": analysis.confidence,
-        "threshold": analysis.threshold,
-        "model_version": analysis.model_version or None,
-        "timings_ms": {
-            "decode": analysis.decode_ms,
-            "inference": analysis.inference_ms,
-            "heatmap": analysis.heatmap_ms,
-            "total": analysis.total_ms,
-        },
-        "files": files,
-    }
-
-
 def user_data_export(*, user: User, out) -> int:
     """Write a ZIP of everything stored about the user to the binary file `out`; returns the number of analyses.
 
     A picture that is already gone (deleted by retention meanwhile) is listed as null; a storage that cannot be
     read stops the export with AccountStorageError rather than hand over an incomplete archive silently.
     """
-    import json
-    import zipfile
-
-    from django.conf import settings
-
-    from detection.models import Analysis
-
     now = timezone.now()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         account = {
@@ -161,31 +130,19 @@ def user_data_export(*, user: User, out) -> int:
             ],
         }
         records = []
-        analyses = Analysis.objects.filter(owner=user).order_by("created_at", "id")
-        for analysis in analyses.iterator(chunk_size=200):
-            files = {}
-            for kind in Analysis.PICTURES:
-                field = getattr(analysis, kind)
-                if not field:
-                    files[kind] = None
-                    continue
-                extension = field.name.rsplit(".", 1)[-1].lower()
-                member = f"analyses/{analysis.public_id}/{kind}.{extension}"
-                try:
-                    with field.storage.open(field.name, "rb") as handle:
-                        data = handle.read()
-                except FileNotFoundError:
-                    files[kind] = None
-                    continue
-                except Exception as exc:
-                    raise AccountStorageError(
-                        f"Your data could not be exported: the file storage did not answer ({exc.__class__.__name__})."
-                        " Nothing was changed; please try again later."
-                    ) from exc
-                # Pictures are compressed already; deflating them again only costs time.
-                archive.writestr(member, data, compress_type=zipfile.ZIP_STORED)
-                files[kind] = member
-            records.append(_analysis_record(analysis, files))
+        for analysis in analysis_list(user=user).order_by("created_at", "id").iterator(chunk_size=200):
+            files = dict.fromkeys(Analysis.PICTURES)
+            try:
+                for kind, extension, data in analysis_pictures_read(analysis=analysis):
+                    files[kind] = f"analyses/{analysis.public_id}/{kind}.{extension}"
+                    # Pictures are compressed already; deflating them again only costs time.
+                    archive.writestr(files[kind], data, compress_type=zipfile.ZIP_STORED)
+            except StorageUnavailable as exc:
+                raise AccountStorageError(
+                    "Your data could not be exported: the file storage did not answer "
+                    f"({exc.__cause__.__class__.__name__}). Nothing was changed; please try again later."
+                ) from exc
+            records.append({**analysis_export(analysis), "files": files})
         archive.writestr("README.txt", EXPORT_README.format(site=settings.SITE_NAME, when=now.isoformat()))
         archive.writestr("account.json", json.dumps(account, indent=2, ensure_ascii=False))
         archive.writestr("analyses.json", json.dumps(records, indent=2, ensure_ascii=False))
@@ -199,17 +156,13 @@ def user_delete(*, user: User) -> None:
     pictures) and deleting it again finishes the job, so no file is ever left without a row that names it. The
     rows' own deletion then removes again anything an analysis finishing meanwhile has stored (detection.signals).
     """
-    from detection.models import Analysis
-
-    for analysis in Analysis.objects.filter(owner=user).iterator(chunk_size=200):
-        for file in analysis.owned_files():
-            try:
-                file.storage.delete(file.name)
-            except Exception as exc:
-                raise AccountStorageError(
-                    "Your account could not be deleted yet: the file storage did not answer "
-                    f"({exc.__class__.__name__}). Your account is still here; please try again later."
-                ) from exc
+    try:
+        analysis_files_delete(user=user)
+    except StorageUnavailable as exc:
+        raise AccountStorageError(
+            "Your account could not be deleted yet: the file storage did not answer "
+            f"({exc.__cause__.__class__.__name__}). Your account is still here; please try again later."
+        ) from exc
     with transaction.atomic():
         user.delete()
 

@@ -12,14 +12,14 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
-from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from detection import presentation, selectors, services
-from detection.forms_admin import DetectorModelAddForm, DetectorModelChangeForm, EvaluationForm
+from detection.admin_views import DetectorModelPages, error_text
+from detection.forms_admin import DetectorModelAddForm, DetectorModelChangeForm
 from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
 
 METRIC_COLUMNS = (
@@ -32,10 +32,6 @@ METRIC_COLUMNS = (
     ("roc_auc", "ROC-AUC"),
     ("average_precision", "average precision"),
 )
-
-
-def _error_text(error: ValidationError) -> str:
-    return " ".join(error.messages)
 
 
 def _metric_rows(metrics: dict) -> list[dict]:
@@ -60,11 +56,11 @@ def _metric_rows(metrics: dict) -> list[dict]:
 
 
 @admin.register(DetectorModel)
-class DetectorModelAdmin(admin.ModelAdmin):
+class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
     list_display = ("__str__", "architecture", "threshold", "status", "is_active", "analyses_link", "created_at")
     list_filter = ("is_active", "status", "architecture", "source")
     search_fields = ("name", "version", "sha256", "hub_repo")
-    actions = ["activate", "deactivate", "recheck", "evaluate"]
+    actions = ["activate", "recheck", "evaluate"]
     change_form_template = "admin/detection/detectormodel/change_form.html"
     add_fieldsets = (
         (None, {"fields": ("name", "version", "description")}),
@@ -214,11 +210,7 @@ class DetectorModelAdmin(admin.ModelAdmin):
     def delete_view(self, request, object_id, extra_context=None):
         obj = self.get_object(request, unquote(object_id))
         if obj is not None and obj.is_active:
-            self.message_user(
-                request,
-                f"“{obj}” is the only active model and cannot be deleted. Activate another model first.",
-                messages.ERROR,
-            )
+            self.message_user(request, obj.undeletable_reason(), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:detection_detectormodel_change", args=[obj.pk]))
         return super().delete_view(request, object_id, extra_context)
 
@@ -232,35 +224,11 @@ class DetectorModelAdmin(admin.ModelAdmin):
     def guarded_delete_selected(self, request, queryset):
         active = queryset.filter(is_active=True).first()
         if active is not None:
-            self.message_user(
-                request,
-                f"Nothing was deleted: “{active}” is the only active model. Activate another model first.",
-                messages.ERROR,
-            )
+            self.message_user(request, f"Nothing was deleted: {active.undeletable_reason()}", messages.ERROR)
             return None
         return django_delete_selected(self, request, queryset)
 
     # --- Actions -----------------------------------------------------------------------------------------------
-
-    def _activate(self, request, detector_model: DetectorModel) -> bool:
-        previous = selectors.detector_model_get_active()
-        try:
-            services.detector_model_activate_checked(detector_model=detector_model)
-        except ValidationError as exc:
-            self.message_user(request, _error_text(exc), messages.ERROR)
-            return False
-        if previous is not None and previous.pk != detector_model.pk:
-            self.log_change(request, previous, f"Deactivated: “{detector_model}” was activated in its place.")
-            replaced = f", replacing “{previous}”"
-        else:
-            replaced = ""
-        self.log_change(request, detector_model, f"Activated{replaced}.")
-        self.message_user(
-            request,
-            f"“{detector_model}” is now the active model{replaced}. Workers use it from their next analysis.",
-            messages.SUCCESS,
-        )
-        return True
 
     @admin.action(description="Activate the selected model", permissions=["change"])
     def activate(self, request, queryset):
@@ -271,23 +239,13 @@ class DetectorModelAdmin(admin.ModelAdmin):
             return
         self._activate(request, queryset.get())
 
-    @admin.action(description="Deactivate the selected models", permissions=["change"])
-    def deactivate(self, request, queryset):
-        for detector_model in queryset:
-            try:
-                services.detector_model_deactivate(detector_model=detector_model)
-            except ValidationError as exc:
-                self.message_user(request, _error_text(exc), messages.ERROR)
-            else:
-                self.message_user(request, f"“{detector_model}” was not active; nothing changed.", messages.WARNING)
-
     @admin.action(description="Check the weights again (load and probe)", permissions=["change"])
     def recheck(self, request, queryset):
         for detector_model in queryset:
             try:
                 services.detector_model_recheck(detector_model=detector_model)
             except ValidationError as exc:
-                self.message_user(request, _error_text(exc), messages.ERROR)
+                self.message_user(request, error_text(exc), messages.ERROR)
                 continue
             self.log_change(request, detector_model, "Asked a worker to check the weights again.")
             self.message_user(request, f"A worker is checking “{detector_model}” again.", messages.INFO)
@@ -298,105 +256,6 @@ class DetectorModelAdmin(admin.ModelAdmin):
             self.message_user(request, "Choose one model to evaluate.", messages.ERROR)
             return None
         return HttpResponseRedirect(reverse("admin:detection_detectormodel_evaluate", args=[queryset.get().pk]))
-
-    # --- Pages of their own ------------------------------------------------------------------------------------
-
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [
-            path("<path:object_id>/evaluate/", view(self.evaluate_view), name="detection_detectormodel_evaluate"),
-            path("<path:object_id>/activate/", view(self.activate_view), name="detection_detectormodel_activate"),
-            path("<path:object_id>/recheck/", view(self.recheck_view), name="detection_detectormodel_recheck"),
-            path(
-                "evaluations/<int:evaluation_id>/<str:kind>.png",
-                view(self.curve_view),
-                name="detection_detectormodel_curve",
-            ),
-            *super().get_urls(),
-        ]
-
-    def _object_for_change(self, request, object_id) -> DetectorModel:
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404("No such detector model.")
-        if not self.has_change_permission(request, obj):
-            raise PermissionDenied
-        return obj
-
-    def _change_page(self, obj) -> HttpResponseRedirect:
-        return HttpResponseRedirect(reverse("admin:detection_detectormodel_change", args=[obj.pk]))
-
-    def _confirm(self, request, obj, *, title: str, text: str, button: str):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "text": text,
-            "button": button,
-            "object": obj,
-            "opts": self.opts,
-        }
-        return TemplateResponse(request, "admin/detection/detectormodel/confirm.html", context)
-
-    def activate_view(self, request, object_id):
-        obj = self._object_for_change(request, object_id)
-        if request.method == "POST":
-            self._activate(request, obj)
-            return self._change_page(obj)
-        previous = selectors.detector_model_get_active()
-        text = f"“{obj}” becomes the model every new analysis uses" + (
-            f"; “{previous}” stops being active in the same step." if previous and previous.pk != obj.pk else "."
-        )
-        return self._confirm(request, obj, title=f"Activate {obj}?", text=text, button="Activate")
-
-    def recheck_view(self, request, object_id):
-        obj = self._object_for_change(request, object_id)
-        if request.method == "POST":
-            self.recheck(request, DetectorModel.objects.filter(pk=obj.pk))
-            return self._change_page(obj)
-        return self._confirm(
-            request,
-            obj,
-            title=f"Check {obj} again?",
-            text="A worker fetches the weights if needed, loads them into the architecture and runs a probe image.",
-            button="Check again",
-        )
-
-    def evaluate_view(self, request, object_id):
-        obj = self._object_for_change(request, object_id)
-        form = EvaluationForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                evaluation = services.detector_model_evaluation_start(
-                    detector_model=obj, dataset_path=form.cleaned_data["dataset_path"]
-                )
-            except ValidationError as exc:
-                self.message_user(request, _error_text(exc), messages.ERROR)
-            else:
-                self.log_change(request, obj, f"Started an evaluation on {evaluation.dataset_path}.")
-                self.message_user(
-                    request,
-                    f"A worker is evaluating “{obj}” on {evaluation.dataset_path}; the results appear on this page "
-                    "when it is done (reload it).",
-                    messages.INFO,
-                )
-                return self._change_page(obj)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Evaluate {obj}",
-            "form": form,
-            "object": obj,
-            "opts": self.opts,
-        }
-        return TemplateResponse(request, "admin/detection/detectormodel/evaluate.html", context)
-
-    def curve_view(self, request, evaluation_id, kind):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        evaluation = ModelEvaluation.objects.filter(pk=evaluation_id).first()
-        field = {"roc": "roc_curve", "pr": "pr_curve"}.get(kind)
-        if evaluation is None or field is None or not getattr(evaluation, field):
-            raise Http404("No such curve.")
-        return FileResponse(getattr(evaluation, field).open("rb"), content_type="image/png")
 
 
 class AnalysisFaceInline(admin.TabularInline):
@@ -533,7 +392,7 @@ class AnalysisAdmin(admin.ModelAdmin):
             try:
                 services.analysis_rerun(analysis=analysis)
             except ValidationError as exc:
-                self.message_user(request, _error_text(exc), messages.ERROR)
+                self.message_user(request, error_text(exc), messages.ERROR)
                 continue
             self.log_change(request, analysis, f"Re-run with {active}; the previous result was {previous}.")
             started += 1

@@ -2,6 +2,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.urls import reverse
@@ -9,6 +10,16 @@ from django.utils import timezone
 
 import ml
 from detection.storage import get_results_storage
+
+
+class DetectorModelQuerySet(models.QuerySet):
+    def delete(self):
+        """Refused while the set holds the active model, however it is deleted (the admin's bulk action included):
+        analyses always need one."""
+        active = self.filter(is_active=True).first()
+        if active is not None:
+            raise ValidationError(active.undeletable_reason())
+        return super().delete()
 
 
 class DetectorModel(models.Model):
@@ -63,6 +74,8 @@ class DetectorModel(models.Model):
         "at whole images.",
     )
 
+    objects = DetectorModelQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -78,6 +91,14 @@ class DetectorModel(models.Model):
     @property
     def label(self) -> str:
         return f"{self.name} {self.version}"
+
+    def undeletable_reason(self) -> str:
+        return f"“{self}” is the only active model and cannot be deleted. Activate another model first."
+
+    def delete(self, *args, **kwargs):
+        if self.is_active:
+            raise ValidationError(self.undeletable_reason())
+        return super().delete(*args, **kwargs)
 
     @property
     def expects_faces(self) -> bool:

@@ -89,17 +89,22 @@ SCOPE_RULES = {
 }
 
 
-def analysis_export(analysis: Analysis, *, request) -> dict:
-    """Everything the result page says about an analysis, as plain data for the JSON download."""
+def analysis_export(analysis: Analysis, *, request=None) -> dict:
+    """Everything the result page says about an analysis, as plain data: for the JSON download (with request, the
+    links to it and its pictures) and for "download all my data" (without: the pictures travel with it)."""
     detector_model = analysis.detector_model
+
+    def link(path: str) -> str | None:
+        return request.build_absolute_uri(path) if request is not None else None
+
     images = {
-        kind: request.build_absolute_uri(reverse("detection:analysis_image", args=[analysis.public_id, kind]))
+        kind: link(reverse("detection:analysis_image", args=[analysis.public_id, kind]))
         for kind in Analysis.PICTURES
         if getattr(analysis, kind)
     }
     return {
         "id": str(analysis.public_id),
-        "url": request.build_absolute_uri(analysis.get_absolute_url()),
+        "url": link(analysis.get_absolute_url()),
         "file_name": analysis.original_name,
         "status": analysis.status,
         "error": analysis.error_message or None,
@@ -129,9 +134,7 @@ def analysis_export(analysis: Analysis, *, request) -> dict:
                 "probability_fake": face.probability_fake,
                 "label": face.label,
                 "verdict": face.verdict,
-                "image": request.build_absolute_uri(
-                    reverse("detection:analysis_face_image", args=[analysis.public_id, face.number])
-                ),
+                "image": link(reverse("detection:analysis_face_image", args=[analysis.public_id, face.number])),
             }
             for face in analysis.faces.all()
         ],
@@ -158,9 +161,10 @@ def analysis_export(analysis: Analysis, *, request) -> dict:
             "height": analysis.height,
             "file_size": analysis.file_size,
             "sha256": analysis.sha256,
+            "keep_original": analysis.keep_original,
             "original_kept": bool(analysis.original),
         },
-        "images": images,
+        "images": images if request is not None else None,
     }
 
 

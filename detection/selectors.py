@@ -1,3 +1,4 @@
+import time
 from datetime import date
 
 from django.conf import settings
@@ -78,17 +79,21 @@ def analysis_filter(
     *,
     user: User,
     verdict: str = "",
+    label: str = "",
     status: str = "",
     created_from: date | None = None,
     created_to: date | None = None,
     name: str = "",
     sort: str = "newest",
 ) -> QuerySet[Analysis]:
-    """The user's analyses narrowed by verdict, status, creation day (inclusive, site time zone) and file name."""
+    """The user's analyses narrowed by verdict (real, fake, uncertain), label (the model's side of the threshold),
+    status, creation day (inclusive, site time zone) and file name."""
     analyses = analysis_list(user=user)
     if verdict:
         condition, annotations = _verdict_condition(verdict)
         analyses = analyses.alias(**annotations).filter(condition)
+    if label:
+        analyses = analyses.filter(label=label)
     if status:
         analyses = analyses.filter(status=status)
     if created_from:
@@ -103,3 +108,18 @@ def analysis_filter(
 def analysis_list_by_ids(*, user: User, public_ids) -> QuerySet[Analysis]:
     """Those of the given analyses the user owns; anyone else's are silently absent."""
     return analysis_list(user=user).filter(public_id__in=list(public_ids))
+
+
+WAIT_POLL_SECONDS = 0.2  # how often a waiting request looks at its analysis again
+
+
+def analysis_wait(*, analysis: Analysis, seconds: float) -> Analysis:
+    """The analysis once it is finished, or as it is when `seconds` have passed; Analysis.DoesNotExist when it was
+    deleted meanwhile."""
+    deadline = time.monotonic() + seconds
+    while True:
+        analysis.refresh_from_db()
+        remaining = deadline - time.monotonic()
+        if analysis.is_finished or remaining <= 0:
+            return analysis
+        time.sleep(min(WAIT_POLL_SECONDS, remaining))

@@ -7,7 +7,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -253,9 +252,6 @@ def analysis_bulk_delete(request):
         return render(
             request, "detection/analysis_bulk_delete.html", {"form": form, "analyses": analyses, "next": back}
         )
-    with transaction.atomic():
-        for analysis in analyses:
-            services.analysis_delete(analysis=analysis)
-    count = len(analyses)
+    count = services.analysis_delete_many(analyses=analyses)
     messages.success(request, f"Deleted {count} {'analysis' if count == 1 else 'analyses'} and their pictures.")
     return redirect(back)

@@ -66,11 +66,12 @@ def test_download_all_my_data_is_a_zip_of_json_and_every_stored_picture(
     assert raw_token.encode() not in everything and token.token_hash.encode() not in everything
 
     records = json.loads(archive.read("analyses.json"))
-    assert [r["original_name"] for r in records] == ["holiday.png", "secret.jpg"]  # only this user's, oldest first
+    assert [r["file_name"] for r in records] == ["holiday.png", "secret.jpg"]  # only this user's, oldest first
     first, second = records
-    assert first["id"] == str(kept.public_id) and first["verdict"] == kept.verdict
-    assert first["probability_fake"] == kept.probability_fake and first["model_version"] == "test-detector 1"
-    assert first["sha256"] == kept.sha256 and (first["width"], first["height"]) == (320, 240)
+    assert first["id"] == str(kept.public_id) and first["result"]["verdict"] == kept.verdict
+    assert first["result"]["probability_fake"] == kept.probability_fake
+    assert first["model"]["version"] == "test-detector 1"
+    assert first["image"]["sha256"] == kept.sha256 and (first["image"]["width"], first["image"]["height"]) == (320, 240)
     folder = f"analyses/{kept.public_id}"
     assert first["files"] == {
         "original": f"{folder}/original.png",
@@ -80,7 +81,7 @@ def test_download_all_my_data_is_a_zip_of_json_and_every_stored_picture(
     }
     assert archive.read(f"{folder}/original.png") == read(kept.original)
     assert archive.read(f"{folder}/heatmap.png") == read(kept.heatmap)
-    assert second["keep_original"] is False and second["files"]["original"] is None
+    assert second["image"]["keep_original"] is False and second["files"]["original"] is None
     assert archive.read(second["files"]["overlay"]) == read(unkept.overlay)
     assert len([n for n in archive.namelist() if n.startswith("analyses/")]) == 7
     assert "README.txt" in archive.namelist()

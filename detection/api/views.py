@@ -1,7 +1,5 @@
 """The API endpoints. Reads go through selectors and writes through services; errors become the one error shape."""
 
-import time
-
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -27,9 +25,6 @@ from detection.api.serializers import (
 )
 from detection.models import Analysis, AnalysisFace
 from detection.throttling import UploadRateThrottle
-
-# How often a waiting upload looks at its analysis again.
-WAIT_POLL_SECONDS = 0.2
 
 
 class Pagination(PageNumberPagination):
@@ -68,20 +63,6 @@ def _analysis_or_404(request, public_id) -> Analysis:
     except Analysis.DoesNotExist:
         # Someone else's analysis reads exactly like one that never existed.
         raise NotFound("There is no analysis with this ID among yours.", code="not_found") from None
-
-
-def _wait_until_finished(analysis: Analysis, seconds: int) -> Analysis:
-    """The analysis as it is once finished, or as it is when `seconds` have passed."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            analysis.refresh_from_db()
-        except Analysis.DoesNotExist:
-            raise NotFound("The analysis was deleted while waiting for it.") from None
-        remaining = deadline - time.monotonic()
-        if analysis.is_finished or remaining <= 0:
-            return analysis
-        time.sleep(min(WAIT_POLL_SECONDS, remaining))
 
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
@@ -124,13 +105,12 @@ class AnalysisListCreateView(GenericAPIView):
         analyses = selectors.analysis_filter(
             user=request.user,
             verdict=options.get("verdict", ""),
+            label=options.get("label", ""),
             status=options.get("status", ""),
             created_from=options.get("created_from"),
             created_to=options.get("created_to"),
             sort=options["ordering"],
         )
-        if options.get("label"):
-            analyses = analyses.filter(label=options["label"])
         page = self.paginate_queryset(analyses)
         return self.get_paginated_response(AnalysisSerializer(page, many=True, context={"request": request}).data)
 
@@ -202,7 +182,10 @@ class AnalysisListCreateView(GenericAPIView):
             )
             body["analysis"] = SubmissionSerializer(analysis, context=context).data
             return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=location)
-        analysis = _wait_until_finished(analysis, options.validated_data["wait"])
+        try:
+            analysis = selectors.analysis_wait(analysis=analysis, seconds=options.validated_data["wait"])
+        except Analysis.DoesNotExist:
+            raise NotFound("The analysis was deleted while waiting for it.") from None
         return Response(
             SubmissionSerializer(analysis, context=context).data,
             status=status.HTTP_201_CREATED if analysis.is_finished else status.HTTP_202_ACCEPTED,

@@ -382,6 +382,42 @@ def analysis_delete(*, analysis: Analysis) -> None:
     analysis.delete()
 
 
+def analysis_pictures_read(*, analysis: Analysis):
+    """Each picture of the analysis still stored, as (kind, file extension, bytes); one already gone (retention,
+    meanwhile) is skipped. StorageUnavailable when the storage cannot be read."""
+    for kind in Analysis.PICTURES:
+        field = getattr(analysis, kind)
+        if not field:
+            continue
+        try:
+            with field.storage.open(field.name, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            continue
+        except Exception as exc:
+            raise StorageUnavailable(f"The file storage did not answer ({exc.__class__.__name__}).") from exc
+        yield kind, field.name.rsplit(".", 1)[-1].lower(), data
+
+
+def analysis_files_delete(*, user: User) -> None:
+    """Delete every file of every analysis of the user, each deletion safe to repeat; the rows stay. A storage that
+    cannot delete raises StorageUnavailable, with the files before it gone."""
+    for analysis in Analysis.objects.filter(owner=user).iterator(chunk_size=200):
+        for file in analysis.owned_files():
+            try:
+                file.storage.delete(file.name)
+            except Exception as exc:
+                raise StorageUnavailable(f"The file storage did not answer ({exc.__class__.__name__}).") from exc
+
+
+@transaction.atomic
+def analysis_delete_many(*, analyses: list[Analysis]) -> int:
+    """Delete several analyses at once (all or none) with their files; how many."""
+    for analysis in analyses:
+        analysis.delete()
+    return len(analyses)
+
+
 @dataclass(frozen=True)
 class SweepReport:
     requeued: int

@@ -212,21 +212,9 @@ def detector_model_activate_checked(*, detector_model: DetectorModel) -> Detecto
     return detector_model_activate(detector_model=detector_model)  # refuses unvalidated models, with the reason
 
 
-def detector_model_deactivate(*, detector_model: DetectorModel) -> None:
-    """Refused for the active model: analyses always need one, so another model is activated in its place."""
-    if detector_model.is_active:
-        raise ValidationError(
-            f"“{detector_model}” is the only active model and analyses need one. Activate another model instead: "
-            "it replaces this one in a single step."
-        )
-
-
 def detector_model_delete(*, detector_model: DetectorModel) -> None:
-    """Delete an inactive model and (once committed) its weights; its analyses keep their results and its name."""
-    if detector_model.is_active:
-        raise ValidationError(
-            f"“{detector_model}” is the only active model and cannot be deleted. Activate another model first."
-        )
+    """Delete an inactive model and (once committed) its weights; its analyses keep their results and its name.
+    ValidationError for the active model (DetectorModel.delete)."""
     detector_model.delete()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -410,14 +411,25 @@ def test_the_activate_page_asks_first(staff_client, active_model, second_model):
     assert not DetectorModel.objects.get(pk=second_model.pk).is_active
 
 
-def test_deactivating_the_only_active_model_is_refused(staff_client, active_model):
+def test_there_is_no_deactivating_a_model_only_activating_another(staff_client, active_model):
+    page = staff_client.get(reverse(CHANGELIST)).content.decode()
     response = staff_client.post(
         reverse(CHANGELIST), {"action": "deactivate", "_selected_action": [active_model.pk]}, follow=True
     )
 
-    assert "is the only active model and analyses need one" in page_messages(response)
+    assert 'value="activate"' in page and 'value="deactivate"' not in page
+    assert response.status_code == 200
     active_model.refresh_from_db()
     assert active_model.is_active
+
+
+def test_the_active_model_cannot_be_deleted_in_code_either(active_model, second_model):
+    with pytest.raises(ValidationError, match="is the only active model and cannot be deleted"):
+        DetectorModel.objects.filter(pk__in=[active_model.pk, second_model.pk]).delete()
+    with pytest.raises(ValidationError, match="is the only active model and cannot be deleted"):
+        active_model.delete()
+
+    assert DetectorModel.objects.count() == 2
 
 
 def test_deleting_the_active_model_is_refused_on_its_page_and_in_bulk(staff_client, active_model, second_model):

@@ -182,6 +182,7 @@ def test_the_json_download_holds_the_whole_result(user_client, analysis):
         "height": 240,
         "file_size": analysis.file_size,
         "sha256": analysis.sha256,
+        "keep_original": True,
         "original_kept": True,
     }
     assert set(data["images"]) == {"original", "thumbnail", "overlay", "heatmap"}
