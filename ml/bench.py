@@ -77,7 +77,7 @@ def crops(photos: list[Image.Image], count: int, *, seed: int) -> list[Image.Ima
     return images
 
 
-def calibrated_model(architecture: str, images: torch.Tensor, *, seed: int = 0) -> DeepfakeNet:
+def benchmark_model(architecture: str, images: torch.Tensor, *, seed: int = 0) -> DeepfakeNet:
     """A random model whose batch-norm statistics come from `images` and whose logits on them spread by about 3."""
     torch.manual_seed(seed)
     model = get_architecture(architecture).build()
@@ -141,7 +141,13 @@ class NaiveGradCAM:
     """The baseline: the fp32 eager model as built (parameters require grad) and pytorch-grad-cam's GradCAM."""
 
     def __init__(self, model: DeepfakeNet, architecture: str, threshold: float = 0.5):
-        from pytorch_grad_cam import GradCAM
+        try:
+            from pytorch_grad_cam import GradCAM
+        except ImportError:
+            raise MLError(
+                "The benchmark's baseline is pytorch-grad-cam, a development dependency: "
+                "pip install -r requirements-dev.txt (make test installs it)."
+            ) from None
 
         self.model = copy.deepcopy(model).eval().requires_grad_(True)
         self.cam = GradCAM(self.model, [get_architecture(architecture).target_layer(self.model)])
@@ -482,7 +488,7 @@ def run(
         model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
         source = f"trained weights from {weights}"
     else:
-        model = calibrated_model(architecture, calibration)
+        model = benchmark_model(architecture, calibration)
         source = "random, batch-norm statistics and output scale calibrated on photographs"
     flops = model_flops(model, size)
     naive = NaiveGradCAM(model, architecture)

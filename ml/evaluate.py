@@ -153,23 +153,9 @@ def evaluate_package(
     the report.
     """
     started = time.monotonic()
-    if package_dir is not None:
-        model, card = load_package(package_dir)
-        source = {"package": str(Path(package_dir).resolve()), "name": card.get("name"), "version": card.get("version")}
-    else:
-        if weights is None or architecture is None:
-            raise MLError("Give a model package, or a weights file together with its architecture.")
-        arch = get_architecture(architecture)
-        model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
-        card = {"input_size": arch.default_input_size, **(card or {}), "architecture": arch.name}
-        source = {"weights": str(Path(weights).resolve()), "name": card.get("name"), "version": card.get("version")}
+    model, card, source = _model_to_evaluate(package_dir, weights=weights, architecture=architecture, card=card)
     input_size = input_size or card["input_size"]
-    if threshold is not None:
-        threshold_source = "given"
-    elif "threshold" in card:
-        threshold, threshold_source = float(card["threshold"]), "model card"
-    else:
-        threshold, threshold_source = 0.5, "default (0.5: the weights come without a model card)"
+    threshold, threshold_source = _threshold(threshold, card)
 
     folder = scan_folder(data_dir, progress=progress)
     samples = folder.samples
@@ -204,15 +190,9 @@ def evaluate_package(
         "threshold_chosen_on_this_data": choose_threshold(labels, scores["original"]),
     }
     if robustness:
-        report["robustness"] = {}
-        for name, degrade in DEGRADATIONS.items():
-            dataset = ImageDataset(samples, input_size, faces=faces, degrade=degrade)
-            scores[name] = predict_scores(model, dataset, desc=name, **options)
-            degraded = compute_metrics(labels, scores[name], threshold)
-            drop = {
-                key: (report["metrics"][key] - degraded[key]) if degraded[key] is not None else None for key in HEADLINE
-            }
-            report["robustness"][name] = {"metrics": degraded, "drop": drop}
+        report["robustness"] = _robustness(
+            model, samples, labels, input_size, faces, threshold, report, scores, options
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if len(np.unique(labels)) == 2:
@@ -222,6 +202,50 @@ def evaluate_package(
     report["duration_s"] = round(time.monotonic() - started, 1)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
+
+
+def _model_to_evaluate(package_dir, *, weights, architecture, card) -> tuple[nn.Module, dict, dict]:
+    """The model, its card (completed with the architecture's defaults for bare weights) and where it came from."""
+    if package_dir is not None:
+        model, card = load_package(package_dir)
+        return (
+            model,
+            card,
+            {"package": str(Path(package_dir).resolve()), "name": card.get("name"), "version": card.get("version")},
+        )
+    if weights is None or architecture is None:
+        raise MLError("Give a model package, or a weights file together with its architecture.")
+    arch = get_architecture(architecture)
+    model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
+    card = {"input_size": arch.default_input_size, **(card or {}), "architecture": arch.name}
+    return (
+        model,
+        card,
+        {"weights": str(Path(weights).resolve()), "name": card.get("name"), "version": card.get("version")},
+    )
+
+
+def _threshold(given: float | None, card: dict) -> tuple[float, str]:
+    if given is not None:
+        return given, "given"
+    if "threshold" in card:
+        return float(card["threshold"]), "model card"
+    return 0.5, "default (0.5: the weights come without a model card)"
+
+
+def _robustness(model, samples, labels, input_size, faces, threshold, report, scores, options) -> dict:
+    """The metrics after each of DEGRADATIONS (the face found again in the degraded picture), and their drops; the
+    degraded scores are added to `scores` for the curves."""
+    results = {}
+    for name, degrade in DEGRADATIONS.items():
+        dataset = ImageDataset(samples, input_size, faces=faces, degrade=degrade)
+        scores[name] = predict_scores(model, dataset, desc=name, **options)
+        degraded = compute_metrics(labels, scores[name], threshold)
+        drop = {
+            key: (report["metrics"][key] - degraded[key]) if degraded[key] is not None else None for key in HEADLINE
+        }
+        results[name] = {"metrics": degraded, "drop": drop}
+    return results
 
 
 def evaluate_folders(

@@ -58,7 +58,7 @@ from ml.faces import face_card
 from ml.package import write_package
 
 CHECKPOINT_FORMAT = "deepfake-detector-checkpoint/1"
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+TRAINING_PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("plateau", "cosine")
 MIN_INPUT_SIZE = 32
 # channels-last runs the convolutions through oneDNN's faster kernels on x86 CPUs (measured: docs/model-results.md).
@@ -191,7 +191,7 @@ def start_processes() -> tuple[Processes, bool]:
     return processes, started
 
 
-def resolve_device(device: str, processes: Processes) -> torch.device:
+def training_device(device: str, processes: Processes) -> torch.device:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and processes.distributed:
@@ -199,12 +199,12 @@ def resolve_device(device: str, processes: Processes) -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def training_precision(precision: str, device: torch.device) -> str:
     """auto: bf16 autocast on CPUs that compute bf16 natively (AMX, AVX-512 BF16) and on CUDA GPUs that support it,
     fp16 on older GPUs, else fp32. Measured on an AMX CPU (docs/model-results.md): bf16 trains resnet18 3-4× faster
     than fp32 at 128 px, and 1.5× faster at 64 px on idle cores."""
-    if precision not in PRECISIONS:
-        raise MLError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    if precision not in TRAINING_PRECISIONS:
+        raise MLError(f"precision must be one of {', '.join(TRAINING_PRECISIONS)}, not {precision!r}.")
     if precision == "fp16" and device.type != "cuda":
         raise MLError("fp16 mixed precision needs a CUDA GPU; use bf16 or fp32 on the CPU.")
     if precision != "auto":
@@ -674,7 +674,7 @@ def _run(config: TrainConfig, processes: Processes) -> Run:
     input_size = config.input_size or arch.default_input_size
     if input_size < MIN_INPUT_SIZE:
         raise MLError(f"The input size must be at least {MIN_INPUT_SIZE} pixels, not {input_size}.")
-    device = resolve_device(config.device, processes)
+    device = training_device(config.device, processes)
     output = Path(config.output_dir)
     return Run(
         config,
@@ -682,7 +682,7 @@ def _run(config: TrainConfig, processes: Processes) -> Run:
         arch.name,
         input_size,
         device,
-        resolve_precision(config.precision, device),
+        training_precision(config.precision, device),
         started,
         output / "checkpoints",
         output / "package",
@@ -891,6 +891,13 @@ def build_parser() -> argparse.ArgumentParser:
 def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = True) -> None:
     """The training options, shared by `python -m ml.train` and `manage.py train_detector`."""
     defaults, augment = TrainConfig(Path(), Path()), AugmentConfig()
+    _model_arguments(parser, defaults, output_required=output_required)
+    _data_arguments(parser, defaults)
+    _run_arguments(parser, defaults)
+    _augmentation_arguments(parser, augment)
+
+
+def _model_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig, *, output_required: bool) -> None:
     parser.add_argument("data_dir", type=Path, help="folder with real/ and fake/ images")
     parser.add_argument("--output", type=Path, required=output_required, help="run folder: package/ and checkpoints/")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default=defaults.architecture)
@@ -908,6 +915,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
         help="plateau: ReduceLROnPlateau on the validation ROC-AUC; cosine: lr to 0 over the run or --max-minutes",
     )
     parser.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience (epochs)")
+
+
+def _data_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     parser.add_argument("--val-dir", type=Path, help="a separate validation folder with real/ and fake/")
     parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -950,11 +960,17 @@ def add_arguments(parser: argparse.ArgumentParser, *, output_required: bool = Tr
         type=int,
         help="PyTorch threads (default: one per core); 1 is faster when other work keeps the cores busy",
     )
+
+
+def _run_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
     parser.add_argument("--max-minutes", type=float, help="wall-time budget for the whole run")
     parser.add_argument("--resume", type=Path, help="a checkpoints/last.pth to continue")
     parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=defaults.pretrained)
-    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default=defaults.precision)
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1…")
+
+
+def _augmentation_arguments(parser: argparse.ArgumentParser, augment: AugmentConfig) -> None:
     parser.add_argument(
         "--downscale-prob",
         type=float,

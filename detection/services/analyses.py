@@ -28,6 +28,7 @@ from detection.errors import (
     ImageTooLarge,
     ImageTooSmall,
     MissingFile,
+    ModelUnusable,
     NoActiveModel,
     StorageUnavailable,
     UnsupportedMediaType,
@@ -284,7 +285,10 @@ def _analyse(analysis: Analysis) -> tuple:
     detector_model = selectors.detector_model_get_active()
     if detector_model is None:
         raise AnalysisFailure("No detector model is active, so the image could not be analysed.")
-    outcome = engine.analyze(detector_model, _original_bytes(analysis), keep_original=analysis.keep_original)
+    try:
+        outcome = engine.analyze(detector_model, _original_bytes(analysis), keep_original=analysis.keep_original)
+    except ModelUnusable as exc:
+        raise AnalysisFailure(str(exc)) from exc
     faces = [
         AnalysisFace(analysis=analysis, number=number, **face.box, detection_score=face.detection_score,
                      probability_fake=face.probability_fake, label=face.label)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from detection import dispatch, engine
-from detection.errors import AnalysisFailure
+from detection.errors import ModelUnusable
 from detection.models import DetectorModel, ModelEvaluation
 from ml.errors import MLError, WeightsError
 
@@ -24,11 +24,11 @@ def detector_model_store_weights(*, detector_model: DetectorModel, path: Path) -
     When the model already names an expected SHA-256 (typed in by an administrator), the file must match it.
     """
     if not path.is_file():
-        raise AnalysisFailure(f"There is no file at {path}.")
+        raise ModelUnusable(f"There is no file at {path}.")
     actual = engine.weights_sha256(path)
     expected = detector_model.sha256.strip().lower()
     if expected and expected != actual:
-        raise AnalysisFailure(
+        raise ModelUnusable(
             f"The weights file has SHA-256 {actual}, but {expected} was expected: it is not the file that was meant. "
             "Check the source, or clear the expected checksum."
         )
@@ -55,10 +55,10 @@ def detector_model_prepare(*, detector_model_id: int) -> DetectorModel:
             elif detector_model.source == DetectorModel.Source.PATH:
                 path = Path(detector_model.server_path)
             else:
-                raise AnalysisFailure("The model has no weights file.")
+                raise ModelUnusable("The model has no weights file.")
             detector_model_store_weights(detector_model=detector_model, path=path)
         message = engine.probe(detector_model)
-    except (AnalysisFailure, MLError, OSError) as exc:
+    except (ModelUnusable, MLError, OSError) as exc:
         detector_model.status = DetectorModel.Status.FAILED
         detector_model.status_message = str(exc)
     else:
@@ -101,7 +101,7 @@ def detector_model_register(
     detector_model.full_clean(exclude=["weights"])
     try:
         detector_model_store_weights(detector_model=detector_model, path=Path(weights_path))
-    except AnalysisFailure as exc:
+    except ModelUnusable as exc:
         raise ValidationError({"weights": str(exc)}) from None
     detector_model.save()
     detector_model = detector_model_prepare(detector_model_id=detector_model.pk)
@@ -198,7 +198,7 @@ def detector_model_verify_weights(*, detector_model: DetectorModel) -> None:
     failed and ValidationError says so."""
     try:
         engine.weights_verify(detector_model)
-    except (AnalysisFailure, WeightsError, OSError) as exc:
+    except (ModelUnusable, WeightsError, OSError) as exc:
         detector_model.status = DetectorModel.Status.FAILED
         detector_model.status_message = str(exc)
         detector_model.save(update_fields=["status", "status_message"])
@@ -259,7 +259,7 @@ def detector_model_evaluate(*, evaluation_id: int) -> ModelEvaluation | None:
         for field, name in ((evaluation.roc_curve, "roc.png"), (evaluation.pr_curve, "pr.png")):
             if name in curves:
                 field.save(f"evaluation-{evaluation.pk}-{name}", ContentFile(curves[name]), save=False)
-    except (AnalysisFailure, MLError, OSError, ValueError) as exc:
+    except (ModelUnusable, MLError, OSError, ValueError) as exc:
         logger.warning("Evaluation %s failed: %s", evaluation_id, exc)
         evaluation.status = ModelEvaluation.Status.FAILED
         evaluation.error_message = str(exc)

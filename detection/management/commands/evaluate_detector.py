@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
 from detection import engine
-from detection.errors import AnalysisFailure
+from detection.errors import ModelUnusable
 from detection.models import DetectorModel
 from detection.selectors import detector_model_get_active
 
@@ -91,7 +91,7 @@ class Command(BaseCommand):
                 )
         try:
             weights = engine.weights_local_path(model)
-        except AnalysisFailure as exc:
+        except ModelUnusable as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Evaluating “{model}” ({model.architecture}, {model.input_size} px).")
         # The registered settings win over the card's: an administrator may have changed the threshold.
