@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+import ml
 from deepfake_site.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 from deepfake_site.storage_config import storages_from_env
 
@@ -250,12 +251,12 @@ HUGGINGFACE_REVISION = env_str("HUGGINGFACE_REVISION")
 HUGGINGFACE_TOKEN = env_str("HUGGINGFACE_TOKEN")
 # A Hub mirror or a private Hub-compatible server; empty: huggingface_hub's default (HF_ENDPOINT, else huggingface.co).
 HUGGINGFACE_ENDPOINT = env_str("HUGGINGFACE_ENDPOINT")
-MODEL_ARCHITECTURE = env_choice("MODEL_ARCHITECTURE", "resnet50", ("resnet50", "resnet18"))
+MODEL_ARCHITECTURE = env_choice("MODEL_ARCHITECTURE", "resnet50", ml.ARCHITECTURE_NAMES)
 # Weights fetched from remote storage (S3) are kept here, named by their SHA-256.
 MODEL_CACHE_DIR = Path(env_str("MODEL_CACHE_DIR", str(DATA_DIR / "model-cache")))
 INFERENCE_DEVICE = env_choice("INFERENCE_DEVICE", "auto", ("auto", "cpu", "cuda"))
-INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "auto", ("auto", "openvino", "torch"))
-INFERENCE_PRECISION = env_choice("INFERENCE_PRECISION", "auto", ("auto", "bf16", "fp32"))
+INFERENCE_BACKEND = env_choice("INFERENCE_BACKEND", "auto", ml.BACKENDS)
+INFERENCE_PRECISION = env_choice("INFERENCE_PRECISION", "auto", ml.INFERENCE_PRECISIONS)
 # PyTorch threads per worker process; 0 shares the machine's cores between CELERY_WORKER_CONCURRENCY processes.
 TORCH_THREADS = env_int("TORCH_THREADS", 0, minimum=0, maximum=256)
 

@@ -22,15 +22,10 @@ from detection.admin_views import DetectorModelPages, error_text
 from detection.forms_admin import DetectorModelAddForm, DetectorModelChangeForm
 from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
 
-METRIC_COLUMNS = (
-    ("count", "images"),
-    ("threshold", "threshold"),
-    ("accuracy", "accuracy"),
-    ("precision", "precision"),
-    ("recall", "recall"),
-    ("f1", "F1"),
-    ("roc_auc", "ROC-AUC"),
-    ("average_precision", "average precision"),
+# The admin's metric columns: the result page's metrics (presentation.METRIC_LABELS), counts and threshold first.
+METRIC_COLUMNS = tuple(
+    (key, presentation.METRIC_LABELS[key])
+    for key in ("count", "threshold", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
 )
 
 

@@ -5,14 +5,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from detection.models import Analysis
+from detection.selectors import ANALYSIS_SORTS
 
-SORT_CHOICES = [
-    ("newest", "Newest first"),
-    ("oldest", "Oldest first"),
-    ("name", "File name A–Z"),
-    ("most_fake", "Most likely fake first"),
-    ("most_real", "Most likely real first"),
-]
+SORT_CHOICES = [(key, label) for key, (label, _) in ANALYSIS_SORTS.items()]
 
 
 class UploadOptionsForm(forms.Form):

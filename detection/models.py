@@ -217,6 +217,11 @@ class Analysis(models.Model):
     def is_finished(self) -> bool:
         return self.status in {self.Status.DONE, self.Status.FAILED}
 
+    @property
+    def waiting_for_queue(self) -> bool:
+        """Stored, but not handed to the workers yet: the queue was unreachable, and the sweeper will send it."""
+        return self.status == self.Status.QUEUED and self.enqueued_at is None
+
     # --- State transitions: queued → running → done or failed -------------------------------------------------
 
     @classmethod

@@ -15,7 +15,7 @@ METRIC_LABELS = {
     "precision": "Precision",
     "recall": "Recall",
     "f1": "F1",
-    "roc_auc": "ROC AUC",
+    "roc_auc": "ROC-AUC",
     "average_precision": "Average precision",
     "threshold": "Threshold",
     "count": "Images",

@@ -51,13 +51,13 @@ def analysis_list(*, user: User) -> QuerySet[Analysis]:
     return Analysis.objects.filter(owner=user).select_related("detector_model").prefetch_related("faces")
 
 
-# How the history can be ordered: the key travels in the URL, the value is the ordering.
+# How the history can be ordered: the key travels in the URL (and the API's `ordering`), with its label and ordering.
 ANALYSIS_SORTS = {
-    "newest": (F("created_at").desc(), F("id").desc()),
-    "oldest": (F("created_at").asc(), F("id").asc()),
-    "name": (Lower("original_name").asc(), F("created_at").desc()),
-    "most_fake": (F("probability_fake").desc(nulls_last=True), F("created_at").desc()),
-    "most_real": (F("probability_fake").asc(nulls_last=True), F("created_at").desc()),
+    "newest": ("Newest first", (F("created_at").desc(), F("id").desc())),
+    "oldest": ("Oldest first", (F("created_at").asc(), F("id").asc())),
+    "name": ("File name A–Z", (Lower("original_name").asc(), F("created_at").desc())),
+    "most_fake": ("Most likely fake first", (F("probability_fake").desc(nulls_last=True), F("created_at").desc())),
+    "most_real": ("Most likely real first", (F("probability_fake").asc(nulls_last=True), F("created_at").desc())),
 }
 
 
@@ -102,7 +102,7 @@ def analysis_filter(
         analyses = analyses.filter(created_at__date__lte=created_to)
     if name:
         analyses = analyses.filter(original_name__icontains=name)
-    return analyses.order_by(*ANALYSIS_SORTS.get(sort, ANALYSIS_SORTS["newest"]))
+    return analyses.order_by(*ANALYSIS_SORTS.get(sort, ANALYSIS_SORTS["newest"])[1])
 
 
 def analysis_list_by_ids(*, user: User, public_ids) -> QuerySet[Analysis]:

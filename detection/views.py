@@ -120,7 +120,7 @@ def _result_context(analysis: Analysis) -> dict:
         "metric_columns": columns,
         "metric_rows": rows,
         "uncertain_margin": settings.UNCERTAIN_MARGIN,
-        "waiting_for_queue": analysis.status == Analysis.Status.QUEUED and analysis.enqueued_at is None,
+        "waiting_for_queue": analysis.waiting_for_queue,
         "queue_wait_ms": (analysis.started_at - analysis.created_at).total_seconds() * 1000
         if analysis.started_at
         else None,
@@ -144,8 +144,9 @@ def analysis_status(request, public_id):
         # Deleted meanwhile (in another tab): the fragment says so, and its 404 ends the polling.
         return render(request, "detection/_analysis_gone.html", status=404)
     if request.GET.get("compact"):
-        slow_poll = analysis.status == Analysis.Status.QUEUED and analysis.enqueued_at is None
-        return render(request, "detection/_analysis_card.html", {"analysis": analysis, "slow_poll": slow_poll})
+        return render(
+            request, "detection/_analysis_card.html", {"analysis": analysis, "slow_poll": analysis.waiting_for_queue}
+        )
     return render(request, "detection/_result.html", _result_context(analysis))
 
 

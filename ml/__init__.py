@@ -3,5 +3,8 @@
 This package never imports Django, so training and benchmarks run anywhere and the web app stays a thin caller.
 """
 
-# The architecture names of ml.architectures.ARCHITECTURES, importable without PyTorch (for forms and settings).
+# Choices importable without PyTorch, for forms and settings: the names of ml.architectures.ARCHITECTURES, and the
+# inference engine's backends and precisions (ml.detector).
 ARCHITECTURE_NAMES = ("resnet50", "resnet18", "mobilenet_v2")
+BACKENDS = ("auto", "openvino", "torch")
+INFERENCE_PRECISIONS = ("auto", "bf16", "fp32")

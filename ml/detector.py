@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+import ml
 from ml.architectures import DeepfakeNet, get_architecture
 from ml.preprocessing import to_batch
 from ml.weights import load_into, read_state_dict
@@ -28,8 +29,8 @@ from ml.weights import load_into, read_state_dict
 logger = logging.getLogger(__name__)
 
 FAKE, REAL = "fake", "real"
-BACKENDS = ("auto", "openvino", "torch")
-PRECISIONS = ("auto", "bf16", "fp32")
+BACKENDS = ml.BACKENDS
+PRECISIONS = ml.INFERENCE_PRECISIONS
 
 
 @dataclass(frozen=True)
