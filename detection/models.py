@@ -119,6 +119,20 @@ def verdict_of(probability_fake: float | None, threshold: float | None) -> str |
     return Analysis.Verdict.FAKE if probability_fake >= threshold else Analysis.Verdict.REAL
 
 
+def verdict_condition(verdict: str) -> tuple[models.Q, dict]:
+    """verdict_of in the database, for filters: uncertain within UNCERTAIN_MARGIN of the threshold, else the side."""
+    margin = settings.UNCERTAIN_MARGIN
+    above = models.F("probability_fake") - models.F("threshold")  # how far past the threshold towards "fake"
+    below = models.F("threshold") - models.F("probability_fake")
+    known = models.Q(probability_fake__isnull=False, threshold__isnull=False)
+    conditions = {
+        Analysis.Verdict.UNCERTAIN: models.Q(_above__lt=margin, _below__lt=margin),
+        Analysis.Verdict.FAKE: models.Q(_above__gte=margin, probability_fake__gte=models.F("threshold")),
+        Analysis.Verdict.REAL: models.Q(_below__gte=margin, probability_fake__lt=models.F("threshold")),
+    }
+    return known & conditions[verdict], {"_above": above, "_below": below}
+
+
 class Analysis(models.Model):
     """One uploaded image and what the detector said about it."""
 

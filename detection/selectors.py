@@ -1,12 +1,11 @@
 import time
 from datetime import date
 
-from django.conf import settings
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.models import User
-from detection.models import Analysis, AnalysisFace, DetectorModel
+from detection.models import Analysis, AnalysisFace, DetectorModel, verdict_condition
 
 MAX_FACE_NUMBER = 32767  # AnalysisFace.number is a small integer
 
@@ -61,20 +60,6 @@ ANALYSIS_SORTS = {
 }
 
 
-def _verdict_condition(verdict: str) -> tuple[Q, dict]:
-    """The database form of Analysis.verdict: uncertain within UNCERTAIN_MARGIN of the threshold, else the side."""
-    margin = settings.UNCERTAIN_MARGIN
-    above = F("probability_fake") - F("threshold")  # how far past the threshold towards "fake"
-    below = F("threshold") - F("probability_fake")
-    known = Q(probability_fake__isnull=False, threshold__isnull=False)
-    conditions = {
-        Analysis.Verdict.UNCERTAIN: Q(_above__lt=margin, _below__lt=margin),
-        Analysis.Verdict.FAKE: Q(_above__gte=margin, probability_fake__gte=F("threshold")),
-        Analysis.Verdict.REAL: Q(_below__gte=margin, probability_fake__lt=F("threshold")),
-    }
-    return known & conditions[verdict], {"_above": above, "_below": below}
-
-
 def analysis_filter(
     *,
     user: User,
@@ -90,7 +75,7 @@ def analysis_filter(
     status, creation day (inclusive, site time zone) and file name."""
     analyses = analysis_list(user=user)
     if verdict:
-        condition, annotations = _verdict_condition(verdict)
+        condition, annotations = verdict_condition(verdict)
         analyses = analyses.alias(**annotations).filter(condition)
     if label:
         analyses = analyses.filter(label=label)
