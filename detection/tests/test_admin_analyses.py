@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from detection import services
 from detection.models import Analysis, DetectorModel
+from detection.tests.factories import AnalysisFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -40,9 +41,7 @@ def listed(client, **query) -> list[str]:
 
 
 def test_the_list_filters_and_searches(staff_client, analysed, other_user):
-    Analysis.objects.create(
-        owner=other_user, original_name="queued.png", sha256="f" * 64, media_type="image/png", file_size=10
-    )
+    AnalysisFactory(owner=other_user, original_name="queued.png")
 
     assert sorted(listed(staff_client)) == ["holiday.jpg", "queued.png"]
     assert listed(staff_client, status__exact="done") == ["holiday.jpg"]
@@ -124,9 +123,7 @@ def test_rerun_uses_the_active_model_and_logs_the_previous_result(staff_client, 
 
 def test_rerun_is_refused_without_the_original_or_while_unfinished(staff_client, analysed, user, run_inline):
     Analysis.objects.filter(pk=analysed.pk).update(original="")
-    waiting = Analysis.objects.create(
-        owner=user, original_name="waiting.png", sha256="e" * 64, media_type="image/png", file_size=10
-    )
+    waiting = AnalysisFactory(owner=user, original_name="waiting.png")
 
     with run_inline():
         response = staff_client.post(

@@ -19,7 +19,8 @@ from django.urls import reverse
 from safetensors.torch import load_file
 
 from detection import dispatch, services
-from detection.models import Analysis, DetectorModel, ModelEvaluation
+from detection.models import DetectorModel, ModelEvaluation
+from detection.tests.factories import AnalysisFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -463,11 +464,7 @@ def test_an_inactive_model_is_deleted_with_its_weights_and_logged(
 
 
 def test_the_list_counts_each_models_analyses_and_links_to_them(staff_client, active_model, second_model, user):
-    for index in range(3):
-        Analysis.objects.create(
-            owner=user, original_name=f"{index}.jpg", sha256=f"{index}", media_type="image/jpeg", file_size=1,
-            detector_model=active_model,
-        )  # fmt: skip
+    AnalysisFactory.create_batch(3, owner=user, detector_model=active_model)
 
     response = staff_client.get(reverse(CHANGELIST))
 

@@ -1,7 +1,6 @@
 """History: only the user's own analyses, filtered, searched, sorted, paginated, exported and deleted in bulk."""
 
 import csv
-import hashlib
 import io
 import re
 from datetime import datetime, timedelta
@@ -11,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from detection.models import Analysis
+from detection.tests.factories import AnalysisFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,21 +21,8 @@ BULK_URL = reverse("detection:bulk_delete")
 
 def make_analysis(owner, name: str, *, p_fake: float | None = 0.9, status: str = "done", days_ago: int = 0):
     """An analysis row as the pipeline leaves it (the pictures are not needed to list it)."""
-    analysis = Analysis.objects.create(
-        owner=owner,
-        original_name=name,
-        sha256=hashlib.sha256(name.encode()).hexdigest(),
-        media_type="image/jpeg",
-        file_size=2048,
-        width=320,
-        height=240,
-        status=status,
-        probability_fake=p_fake if status == "done" else None,
-        threshold=0.5 if status == "done" else None,
-        label=("fake" if p_fake >= 0.5 else "real") if status == "done" else "",
-        model_version="test-detector 1" if status == "done" else "",
-        error_message="The image could not be decoded." if status == "failed" else "",
-    )
+    outcome = {"done": {"done": True, "probability_fake": p_fake}, "failed": {"failed": True}}.get(status, {})
+    analysis = AnalysisFactory(owner=owner, original_name=name, status=status, **outcome)
     if days_ago:
         Analysis.objects.filter(pk=analysis.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
     return analysis

@@ -11,20 +11,14 @@ from django.utils import timezone
 
 from detection import services, tasks
 from detection.models import Analysis
+from detection.tests.factories import AnalysisFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def stored_analysis(user, *, days_old: float, status=Analysis.Status.DONE, seed: int = 0) -> Analysis:
     """A finished analysis as the pipeline leaves it: an original and three result pictures in storage."""
-    analysis = Analysis.objects.create(
-        owner=user,
-        original_name=f"photo-{seed}.jpg",
-        sha256=f"{seed:064x}",
-        media_type="image/jpeg",
-        file_size=5,
-        status=status,
-    )
+    analysis = AnalysisFactory(owner=user, original_name=f"photo-{seed}.jpg", status=status)
     analysis.original.save(f"{analysis.public_id}.jpg", ContentFile(b"image"), save=False)
     for field in (analysis.thumbnail, analysis.heatmap, analysis.overlay):
         field.save(f"{analysis.public_id}-{field.field.name}.webp", ContentFile(b"result"), save=False)
