@@ -87,7 +87,7 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
             "Weights",
             {"fields": ("source", "sha256", "weights", "hub_repo", "hub_filename", "hub_revision", "server_path")},
         ),
-        ("Quality", {"fields": ("metrics_table", "evaluations_panel")}),
+        ("Quality", {"fields": ("metrics_table", "generalisation_table", "evaluations_panel")}),
         ("Model card", {"fields": ("card_text", "created_at"), "classes": ("collapse",)}),
     )
     readonly_fields = (
@@ -105,6 +105,7 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
         "hub_revision",
         "server_path",
         "metrics_table",
+        "generalisation_table",
         "evaluations_panel",
         "card_text",
         "created_at",
@@ -145,6 +146,27 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
         return render_to_string(  # already safe: the template escapes what it shows
             "admin/detection/detectormodel/_metrics.html",
             {"columns": [label for _, label in METRIC_COLUMNS], "rows": rows},
+        )
+
+    @admin.display(description="across kinds of manipulation")
+    def generalisation_table(self, obj):
+        table = (obj.card or {}).get("generalisation") or {}
+        if not table.get("rows"):
+            return "Not in the model card: `evaluate_detector` with a folder per kind of manipulation measures it."
+        seen = {True: "the kind it was trained on (held-out images)", False: "a kind it never saw in training"}
+        rows = _metric_rows(
+            {
+                row["data"]: {
+                    **row,
+                    "count": sum(row["counts"].values()),
+                    "dataset": seen[row["trained_on_this_folder"]],
+                }
+                for row in table["rows"]
+            }
+        )
+        return render_to_string(
+            "admin/detection/detectormodel/_metrics.html",
+            {"columns": [label for _, label in METRIC_COLUMNS], "rows": rows, "about": table.get("about", "")},
         )
 
     @admin.display(description="evaluations")

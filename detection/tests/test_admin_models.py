@@ -586,3 +586,25 @@ def test_the_model_page_shows_the_training_metrics_as_a_table(staff_client, acti
 
     assert "<th>validation" in html and "<td>0.9312</td>" in html and "<td>200</td>" in html
     assert "None yet." in html  # no evaluation
+    assert "Not in the model card" in html  # no generalisation table
+
+
+def test_the_model_page_shows_the_cards_table_across_kinds(staff_client, active_model):
+    row = {"roc_auc": 0.99, "average_precision": 0.98, "accuracy": 0.97, "f1": 0.96, "counts": {"real": 5, "fake": 5}}
+    card = {
+        "generalisation": {
+            "about": "Stand-in kinds <made here>.",
+            "rows": [
+                {**row, "data": "openforensics-train (held-out)", "trained_on_this_folder": True},
+                {**row, "data": "face-swap", "roc_auc": 0.4657, "trained_on_this_folder": False},
+            ],
+        }
+    }
+    DetectorModel.objects.filter(pk=active_model.pk).update(card=card)
+
+    html = staff_client.get(reverse("admin:detection_detectormodel_change", args=[active_model.pk])).content.decode()
+
+    assert "<p>Stand-in kinds &lt;made here&gt;.</p>" in html
+    assert "<th>openforensics-train (held-out)<br><small>the kind it was trained on" in html
+    assert "<th>face-swap<br><small>a kind it never saw in training</small></th>" in html
+    assert "<td>0.4657</td>" in html and "<td>10</td>" in html
