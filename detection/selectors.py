@@ -95,16 +95,20 @@ def analysis_list_by_ids(*, user: User, public_ids) -> QuerySet[Analysis]:
     return analysis_list(user=user).filter(public_id__in=list(public_ids))
 
 
-WAIT_POLL_SECONDS = 0.2  # how often a waiting request looks at its analysis again
+# A waiting request looks at its analysis again after 20 ms, then 1.5 times later each time, up to every 0.2 s: a
+# result is seen within about a third of the time it took (load benchmark: a fixed 0.2 s added 100 ms on average).
+WAIT_FIRST_POLL_SECONDS = 0.02
+WAIT_POLL_SECONDS = 0.2
 
 
 def analysis_wait(*, analysis: Analysis, seconds: float) -> Analysis:
     """The analysis once it is finished, or as it is when `seconds` have passed; Analysis.DoesNotExist when it was
     deleted meanwhile."""
-    deadline = time.monotonic() + seconds
+    deadline, interval = time.monotonic() + seconds, WAIT_FIRST_POLL_SECONDS
     while True:
         analysis.refresh_from_db()
         remaining = deadline - time.monotonic()
         if analysis.is_finished or remaining <= 0:
             return analysis
-        time.sleep(min(WAIT_POLL_SECONDS, remaining))
+        time.sleep(min(interval, remaining))
+        interval = min(interval * 1.5, WAIT_POLL_SECONDS)

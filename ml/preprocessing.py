@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ml.errors import TooManyPixelsError, UnreadableImageError
 
@@ -45,8 +45,15 @@ class DecodedImage:
     frames: int
 
 
-def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode an image file into an upright RGB Pillow image; raises UnreadableImageError with the reason."""
+def decode_image(
+    source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, check_only: bool = False
+) -> DecodedImage:
+    """Decode an image file into an upright RGB Pillow image; raises UnreadableImageError with the reason.
+
+    check_only: to check a file, not to use it. A JPEG is then decoded at an eighth of its size (libjpeg scales while
+    decoding, still reading the whole file, so damage is found as before: 4-8 times faster on large photos); the
+    width and height are still the full picture's.
+    """
     if isinstance(source, bytes | bytearray):
         if not source:
             raise UnreadableImageError("The file is empty.")
@@ -63,9 +70,12 @@ def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEF
                     )
                 file_format, mode, frames = image.format or "unknown", image.mode, getattr(image, "n_frames", 1)
                 image.seek(0)
+                if check_only and file_format == "JPEG":
+                    image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
                 image.load()
                 rgb = to_rgb(ImageOps.exif_transpose(image))
                 rgb.load()
+                upright = (height, width) if _turned(image) else (width, height)
     except UnreadableImageError:
         raise
     except UnidentifiedImageError:
@@ -77,7 +87,12 @@ def decode_image(source: bytes | BinaryIO | Path | str, *, max_pixels: int = DEF
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImageError(f"The image is damaged or truncated and cannot be decoded ({exc}).") from None
-    return DecodedImage(image=rgb, format=file_format, mode=mode, width=rgb.width, height=rgb.height, frames=frames)
+    return DecodedImage(image=rgb, format=file_format, mode=mode, width=upright[0], height=upright[1], frames=frames)
+
+
+def _turned(image: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the picture by a quarter (exif_transpose swaps its width and height)."""
+    return image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -11,6 +11,10 @@ from PIL import Image
 
 COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO}
 FORMATS = {"png": "PNG", "webp": "WEBP", "jpeg": "JPEG"}
+# Encoding was most of an analysis's rendering time (measured on a 1024 × 768 overlay and heatmap): PNG with
+# optimize=True took 250-420 ms for 4 % less than zlib's level 6 (34 ms); WebP's default method 4 took 71 ms for 4 %
+# less than method 2 (27 ms). Pictures are written once per analysis and are small either way.
+ENCODER_OPTIONS = {"PNG": {"compress_level": 6}, "WEBP": {"method": 2}, "JPEG": {}}
 
 
 def bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -54,6 +58,10 @@ def encode(image: Image.Image, fmt: str = "webp", *, quality: int = 85) -> bytes
     if pil_format is None:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     buffer = io.BytesIO()
-    options = {"optimize": True} if pil_format == "PNG" else {"quality": quality}
-    image.save(buffer, format=pil_format, **options)
+    image.save(
+        buffer,
+        format=pil_format,
+        **ENCODER_OPTIONS[pil_format],
+        **({} if pil_format == "PNG" else {"quality": quality}),
+    )
     return buffer.getvalue()

@@ -98,7 +98,7 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
             f"“{name}” is a {file_format} image; only {ACCEPTED_DESCRIPTION} images are accepted."
         )
     try:
-        decoded = engine.decode(data, max_pixels=max_pixels)
+        decoded = engine.decode(data, max_pixels=max_pixels, check_only=True)
     except TooManyPixelsError:
         raise ImageTooLarge(_too_many_pixels(name, max_pixels)) from None
     except UnreadableImageError as exc:

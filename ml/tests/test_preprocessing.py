@@ -149,6 +149,22 @@ def test_files_and_paths_decode_like_bytes(tmp_path):
 def test_unreadable_bytes_are_refused_with_the_reason(data, message):
     with pytest.raises(UnreadableImageError, match=message):
         decode_image(data)
+    with pytest.raises(UnreadableImageError, match=message):
+        decode_image(data, check_only=True)
+
+
+@pytest.mark.parametrize(("orientation", "upright"), [(1, (1600, 1200)), (6, (1200, 1600)), (8, (1200, 1600))])
+def test_checking_a_jpeg_decodes_it_small_and_gives_the_full_upright_size(orientation, upright):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(picture(1600, 1200), "JPEG", exif=exif, quality=90)
+
+    checked = decode_image(data, check_only=True)
+
+    assert (checked.width, checked.height) == upright == decode_image(data).image.size
+    assert max(checked.image.size) == 200  # an eighth of the size: libjpeg's scaled decoding
+    with pytest.raises(UnreadableImageError, match="truncated"):
+        decode_image(data[: len(data) - 2000], check_only=True)  # the damage is at the end: still read
 
 
 def test_images_above_the_pixel_limit_are_refused():
