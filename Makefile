@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.test-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format worker reference-model
+.PHONY: run test lint format worker reference-model load-benchmark
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed" or 0)'
@@ -59,3 +59,9 @@ format: $(TEST_STAMP)
 OPENFORENSICS ?= ../shared/datasets/openforensics-train
 reference-model: $(RUN_STAMP)
 	$(PY) -m ml.reference $(OPENFORENSICS) --output models/reference --run-dir data/training/reference-$$(date +%Y%m%d-%H%M%S)
+
+# End-to-end load benchmark (docs/performance.md): gunicorn and Celery workers on PostgreSQL and Redis, locust
+# clients uploading photos through the API. About 12 minutes with the defaults; LOADBENCH_ARGS="--help" lists options.
+load-benchmark: $(RUN_STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m loadbench $(LOADBENCH_ARGS)
