@@ -79,10 +79,26 @@ def detector_load(model: DetectorModel):
             expected_sha256=model.sha256 or None,
             device=settings.INFERENCE_DEVICE,
             backend=settings.INFERENCE_BACKEND,
-            precision=settings.INFERENCE_PRECISION,
+            precision=model.precision_for(settings.INFERENCE_PRECISION),
         )
     except (MLError, OSError) as exc:
         raise ModelUnusable(f"The detector model “{model}” could not be loaded: {exc}") from exc
+
+
+def precision_measure(model: DetectorModel) -> dict:
+    """bf16 against fp32 on this model, on this machine, with the configured backend (ml.precision): the choice
+    and its figures, to store on the model."""
+    from ml.architectures import get_architecture
+    from ml.precision import choose_precision
+    from ml.weights import load_into, read_state_dict
+
+    architecture = get_architecture(model.architecture)
+    network = load_into(
+        architecture.build(), read_state_dict(weights_local_path(model)), architecture=architecture.name
+    )
+    return choose_precision(
+        network, architecture=architecture.name, input_size=model.input_size, backend=settings.INFERENCE_BACKEND
+    )
 
 
 def detector_for(model: DetectorModel):

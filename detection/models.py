@@ -64,6 +64,10 @@ class DetectorModel(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The last failure to load these weights in a worker, so /health and the admin can show it.
     load_error = models.TextField(blank=True, editable=False)
+    precision_check = models.JSONField(
+        "bf16 or fp32", default=dict, blank=True, editable=False,
+        help_text="bf16 measured against fp32 on this model when it was checked (ml.precision), and the choice.",
+    )  # fmt: skip
     face_framing = models.FloatField(
         "face framing",
         null=True,
@@ -107,7 +111,13 @@ class DetectorModel(models.Model):
     @property
     def cache_key(self) -> str:
         """Changes whenever what a loaded detector depends on changes, so workers reload it."""
-        return f"{self.sha256}:{self.architecture}:{self.input_size}:{self.threshold}"
+        measured = self.precision_check.get("precision", "")
+        return f"{self.sha256}:{self.architecture}:{self.input_size}:{self.threshold}:{measured}"
+
+    def precision_for(self, configured: str) -> str:
+        """The precision to run this model in: INFERENCE_PRECISION when set; with "auto", what measuring the model
+        chose (ml.precision), else fp32."""
+        return configured if configured != "auto" else self.precision_check.get("precision", "fp32")
 
 
 def verdict_of(probability_fake: float | None, threshold: float | None) -> str | None:

@@ -31,50 +31,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ml.architectures import ARCHITECTURES, DeepfakeNet, get_architecture
 from ml.detector import BACKENDS, PRECISIONS, Detector
 from ml.errors import MLError
+from ml.precision import choose_precision
 from ml.preprocessing import to_batch
+from ml.probe import correlation, crops, photographs
 from ml.weights import load_into, read_state_dict
 
 GOALS = {"speedup_vs_naive": 6.0, "engine_over_floor": 4.0, "max_abs_dp": 0.01, "heatmap_corr": 0.98}
-PHOTOS = (
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "rocket.jpg",
-    "motorcycle_left.png",
-    "retina.jpg",
-    "hubble_deep_field.jpg",
-    "ihc.png",
-    "camera.png",
-)
 GEMM_SIZE = 2048
 EVALUATION_IMAGES = 16
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def photographs() -> list[Image.Image]:
-    """Real photographs shipped inside scikit-image (a portrait, a cat, a rocket, a motorbike, microscopy…)."""
-    import skimage.data
-
-    folder = Path(skimage.data.__file__).parent
-    return [Image.open(folder / name).convert("RGB") for name in PHOTOS]
-
-
-def crops(photos: list[Image.Image], count: int, *, seed: int) -> list[Image.Image]:
-    """Random crops (half to all of each side) of the photographs, some mirrored: varied, real-looking images."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        photo = photos[int(rng.integers(len(photos)))]
-        width, height = int(photo.width * rng.uniform(0.5, 1.0)), int(photo.height * rng.uniform(0.5, 1.0))
-        left, top = int(rng.integers(0, photo.width - width + 1)), int(rng.integers(0, photo.height - height + 1))
-        crop = photo.crop((left, top, left + width, top + height))
-        images.append(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop)
-    return images
 
 
 def benchmark_model(architecture: str, images: torch.Tensor, *, seed: int = 0) -> DeepfakeNet:
@@ -106,8 +75,8 @@ def model_flops(model: DeepfakeNet, input_size: int) -> int:
     return counter.get_total_flops()
 
 
-def gemm_seconds(size: int = GEMM_SIZE) -> Callable[[], float]:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def gemm_seconds(size: int = GEMM_SIZE, dtype: torch.dtype = torch.float32) -> Callable[[], float]:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
 
     def run() -> float:
         started = time.perf_counter()
@@ -167,13 +136,6 @@ class NaiveGradCAM:
         return ["fake" if p >= self.threshold else "real" for p in probabilities.tolist()]
 
 
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    if a.std() == 0 or b.std() == 0:
-        return 1.0 if np.allclose(a, b) else 0.0
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def agreement(detector: Detector, naive: NaiveGradCAM, images: torch.Tensor, batch_size: int) -> dict[str, float]:
     """(b) against the fp32 reference (a) on every evaluation image, processed batch_size at a time."""
     differences, correlations = [], []
@@ -208,23 +170,28 @@ def measure(
             "naive": timed(lambda: naive(batch, labels)),
             "engine": timed(lambda: detector.analyze(batch)),
             "gemm": gemm_seconds(),
+            "gemm_bf16": gemm_seconds(dtype=torch.bfloat16),
         },
         repeats,
     )
     per_image = {name: [s * 1000 / batch_size for s in values] for name, values in seconds.items()}
     gemm_rate = 2 * GEMM_SIZE**3 / min(seconds["gemm"])
+    bf16_rate = 2 * GEMM_SIZE**3 / min(seconds["gemm_bf16"])
     naive_ms, engine_ms = min(per_image["naive"]), min(per_image["engine"])
     floor_ms = flops / gemm_rate * 1000
     return {
         "naive_ms": naive_ms,
         "engine_ms": engine_ms,
         "floor_ms": floor_ms,
+        "bf16_floor_ms": flops / bf16_rate * 1000,
+        "engine_over_bf16_floor": engine_ms / (flops / bf16_rate * 1000),
         "speedup_vs_naive": naive_ms / engine_ms,
         "engine_over_floor": engine_ms / floor_ms,
         **agreement(detector, naive, images, batch_size),
         "naive_median_ms": statistics.median(per_image["naive"]),
         "engine_median_ms": statistics.median(per_image["engine"]),
         "gemm_gflops": gemm_rate / 1e9,
+        "gemm_bf16_gflops": bf16_rate / 1e9,
         "repeats": repeats,
     }
 
@@ -527,6 +494,8 @@ def run(
             threads=threads,
             batch_sizes=batch_sizes,
         )
+    if weights:  # what the product would choose for this model (ml.precision)
+        report["precision_check"] = choose_precision(model, architecture=arch.name, input_size=size, backend=backend)
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
     return report
@@ -581,6 +550,19 @@ def render(report: dict[str, object]) -> str:
         if key.startswith("bs") and isinstance(figures, dict):
             missed = [name for name, met in goals_met(figures).items() if not met]
             lines.append(f"  batch {key[2:]}: " + ("all met" if not missed else "NOT met: " + ", ".join(missed)))
+    floors = [
+        f"batch {key[2:]}: {figures['bf16_floor_ms']:.1f} ms/image ({figures['gemm_bf16_gflops']:.0f} GFLOP/s), "
+        f"engine {figures['engine_over_bf16_floor']:.2f}× that"
+        for key, figures in report.items()
+        if key.startswith("bs") and isinstance(figures, dict)
+    ]
+    lines += ["", "bf16 floor (FLOPs / bf16 GEMM rate): " + "; ".join(floors)]
+    if check := report.get("precision_check"):
+        lines.append(
+            f"precision for this model: {check['precision']} ({check['reason']}; |Δp| ≤ {check['max_abs_dp']:.4f}, "
+            f"heatmap corr ≥ {check['min_heatmap_corr']:.4f}, "
+            f"fp32 {check['fp32_ms']:.1f} / bf16 {check['bf16_ms']:.1f} ms per picture)"
+        )
     for option in report.get("options", []):
         if option is report["options"][0]:
             lines += ["", "candidate backends (ms/image best of repeats; agreement with the fp32 reference):"]

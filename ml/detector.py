@@ -58,11 +58,9 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """The "auto" precision is fp32 on every device: bf16 is an opt-in, to check on the model first.
-
-    On the benchmark's model bf16 halved the time on an AMX CPU but moved probabilities by up to 0.6, far beyond
-    the 0.01 the product allows; `python -m ml.bench --weights W --precision bf16` measures it for a trained model
-    (docs/performance.md).
+    """The "auto" precision is fp32 here: bf16 is chosen per model, by measuring it (ml.precision, run when the product
+    checks a model, and by `python -m ml.bench --weights W`), since how far bf16 moves the probabilities depends on
+    the model (a random ResNet-50: up to 0.6; a trained resnet18: 0.002).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")

@@ -4,6 +4,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile, File
 from django.db import DatabaseError, transaction
@@ -58,6 +59,9 @@ def detector_model_prepare(*, detector_model_id: int) -> DetectorModel:
                 raise ModelUnusable("The model has no weights file.")
             detector_model_store_weights(detector_model=detector_model, path=path)
         message = engine.probe(detector_model)
+        if settings.INFERENCE_PRECISION == "auto":
+            check = detector_model.precision_check = engine.precision_measure(detector_model)
+            message += f" Runs in {check['precision']}: {check['reason']}."
     except (ModelUnusable, MLError, OSError) as exc:
         detector_model.status = DetectorModel.Status.FAILED
         detector_model.status_message = str(exc)

@@ -33,6 +33,15 @@ def run_inline(monkeypatch, django_capture_on_commit_callbacks):
 
 
 @pytest.fixture
+def staff_client(client, django_user_model):
+    """A client signed in as a superuser (client.staff)."""
+    staff = django_user_model.objects.create_superuser(username="root", email="root@example.com", password="x")
+    client.force_login(staff)
+    client.staff = staff
+    return client
+
+
+@pytest.fixture
 def upload(make_image_bytes):
     """An uploaded file as Django hands it to views: upload("cat.png", fmt="PNG", seed=2) or upload("x", data=b"")."""
 

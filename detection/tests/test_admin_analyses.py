@@ -14,13 +14,6 @@ CHANGELIST = "admin:detection_analysis_changelist"
 
 
 @pytest.fixture
-def staff_client(client, django_user_model):
-    staff = django_user_model.objects.create_superuser(username="root", email="root@example.com", password="x")
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def analysed(user, active_model, upload, run_inline):
     """A finished analysis of alice's, with its thumbnail, heatmap and overlay stored."""
     with run_inline():

@@ -42,14 +42,6 @@ def run_jobs(monkeypatch, settings, django_capture_on_commit_callbacks):
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    staff = django_user_model.objects.create_superuser(username="root", email="root@example.com", password="x")
-    client.force_login(staff)
-    client.staff = staff
-    return client
-
-
 def add_form(**fields) -> dict:
     data = {
         "name": "detector",
