@@ -231,6 +231,7 @@ def summarise(records: list[dict], *, started: float, seconds: float, warmup: fl
         "p50_ms": percentile(latencies, 50) if done else None,
         "p95_ms": percentile(latencies, 95) if done else None,
         "p99_ms": percentile(latencies, 99) if done else None,
+        "mean_ms": statistics.mean(latencies) if done else None,
         "stages_ms": stages,
     }
 
@@ -238,7 +239,7 @@ def summarise(records: list[dict], *, started: float, seconds: float, warmup: fl
 def format_table(results: list[dict], engine: dict) -> str:
     lines = [
         "| photo | clients | analyses/s | p50 ms | p95 ms | p99 ms | errors | engine alone: ms, analyses/s | "
-        + " | ".join(s.removesuffix("_ms") for s in STAGES)
+        + " | ".join(f"{s.removesuffix('_ms')} ms (share)" for s in STAGES)
         + " |",
         "| --- " * (8 + len(STAGES)) + "|",
     ]
@@ -248,7 +249,9 @@ def format_table(results: list[dict], engine: dict) -> str:
             f"| {r['photo']} | {r['clients']} | {r['analyses_per_s']:.2f} | {r['p50_ms'] or 0:.0f} | "
             f"{r['p95_ms'] or 0:.0f} | {r['p99_ms'] or 0:.0f} | {r['errors']} | "
             f"{e['engine_ms_p50']:.0f}, {e['throughput_per_s']:.2f} | "
-            + " | ".join(f"{r['stages_ms'].get(s, 0):.0f}" for s in STAGES)
+            + " | ".join(
+                f"{r['stages_ms'].get(s, 0):.0f} ({r['stages_ms'].get(s, 0) / (r['mean_ms'] or 1):.0%})" for s in STAGES
+            )
             + " |"
         )
     return "\n".join(lines)

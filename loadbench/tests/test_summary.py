@@ -33,7 +33,7 @@ def test_the_stages_add_up_to_the_time_the_client_waited():
     stages = summary["stages_ms"]
     assert stages["storing_ms"] == 20  # the worker's 120 ms minus the engine's 100
     assert stages["web_ms"] == 330  # 500 minus the queue's 50 and the worker's 120
-    assert sum(stages.values()) == 500
+    assert sum(stages.values()) == 500 == summary["mean_ms"]
 
 
 def test_percentiles_pick_from_the_sorted_values():
