@@ -156,6 +156,8 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
                 "fp32: not measured (it was checked while INFERENCE_PRECISION was set); checking the weights again "
                 "measures it."
             )
+        if "pictures" not in check:  # the measurement failed
+            return f"{check['precision']}: {check['reason']}."
         return (
             f"{check['precision']}: {check['reason']}. On {check['pictures']} pictures with {check['backend']}: "
             f"largest |Δp| {check['max_abs_dp']:.4f}, lowest heatmap correlation {check['min_heatmap_corr']:.4f}, "

@@ -72,3 +72,22 @@ def test_the_admin_shows_the_choice_and_its_figures(settings, staff_client, trai
     assert "11.4 ms per picture in fp32 and 10.2 in bf16" in html
     settings.INFERENCE_PRECISION = "bf16"
     assert "bf16, as INFERENCE_PRECISION says" in staff_client.get(url).content.decode()
+
+
+def test_a_measurement_that_fails_leaves_the_model_in_fp32_and_says_why(settings, trained_model, monkeypatch):
+    import ml.precision
+
+    def cannot_compile(*args, **kwargs):
+        raise RuntimeError("bf16 is not supported by this backend")
+
+    monkeypatch.setattr(ml.precision, "choose_precision", cannot_compile)
+    settings.INFERENCE_PRECISION = "auto"
+
+    checked = services.detector_model_prepare(detector_model_id=trained_model.pk)
+
+    assert checked.status == DetectorModel.Status.READY
+    assert checked.precision_check == {
+        "precision": "fp32",
+        "reason": "bf16 could not be measured (bf16 is not supported by this backend)",
+    }
+    assert engine.detector_load(checked).precision == "fp32"
