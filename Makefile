@@ -55,7 +55,7 @@ format: $(TEST_STAMP)
 	$(PY) -m ruff format .
 
 # Re-create the bundled reference model (models/reference) from the OpenForensics crops: ml.reference's recipe,
-# about 20 minutes on 2 CPU cores. The data is for research and evaluation only, and so are the weights.
+# about 35 minutes on 2 CPU cores. The data is for research and evaluation only, and so are the weights.
 OPENFORENSICS ?= ../shared/datasets/openforensics-train
 reference-model: $(RUN_STAMP)
 	$(PY) -m ml.reference $(OPENFORENSICS) --output models/reference --run-dir data/training/reference-$$(date +%Y%m%d-%H%M%S)

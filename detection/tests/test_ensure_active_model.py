@@ -91,7 +91,9 @@ def test_the_bundled_reference_model_is_registered_and_activated(db, fast_engine
     assert model.status == "ready" and model.face_framing == card["faces"]["framing"] == 1.25
     assert model.threshold == pytest.approx(card["threshold"])
     assert "Research and evaluation use only" in model.card["terms"]
-    assert model.metrics["validation"]["roc_auc"] >= 0.99
+    in_kind, *other_kinds = model.card["generalisation"]["rows"]
+    assert in_kind["trained_on_this_folder"] and in_kind["roc_auc"] >= 0.99  # its held-out OpenForensics faces
+    assert [row["data"] for row in other_kinds] == ["face-swap", "self-blended"]
 
 
 def test_a_replaced_reference_model_is_activated_again_not_registered_twice(db, fast_engine):

@@ -40,5 +40,6 @@ def test_a_face_swapped_face_in_a_photo_is_boxed_and_flagged(user, reference_mod
     assert analysis.scope == Analysis.Scope.FACES and set(faces) == {"left", "right"}
     assert 760 < faces["right"].left + faces["right"].width / 2 < 760 + 256
     assert faces["right"].verdict == "fake" and faces["right"].probability_fake > 0.9
-    assert faces["left"].verdict == "real" and faces["left"].probability_fake < 0.1
+    # Far below the threshold (0.74): 0.115 with the mixed recipe's model (the real-fakes-only one gave under 0.1).
+    assert faces["left"].verdict == "real" and faces["left"].probability_fake < 0.2
     assert analysis.verdict == "fake" and analysis.model_version.startswith("Reference face-swap detector")
