@@ -81,9 +81,12 @@ def face_swap(target: Image.Image, target_face: Face, source: Image.Image, sourc
     warped = match_colours(warped, dst, mask)
     if poisson:
         x, y, w, h = cv2.boundingRect((mask > 0).astype(np.uint8))
-        swapped = cv2.seamlessClone(
-            warped, dst, (mask * 255).astype(np.uint8), (x + w // 2, y + h // 2), cv2.NORMAL_CLONE
-        )
+        try:
+            swapped = cv2.seamlessClone(
+                warped, dst, (mask * 255).astype(np.uint8), (x + w // 2, y + h // 2), cv2.NORMAL_CLONE
+            )
+        except cv2.error:  # OpenCV refuses some masks at the picture's edge: no swap for this face
+            return None
     else:
         soft = cv2.GaussianBlur(mask, (0, 0), sigmaX=max(1.0, target_face.side * 0.04))[..., None]
         swapped = (dst * (1 - soft) + warped * soft).round().clip(0, 255).astype(np.uint8)
