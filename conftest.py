@@ -146,11 +146,10 @@ def image_bytes(width: int = 320, height: int = 240, *, fmt: str = "JPEG", seed:
 
 
 def astronaut_face(side: int = 160):
-    """Eileen Collins' face from scikit-image's astronaut photo (NASA, public domain), framed loosely, side × side."""
-    import skimage.data
-    from PIL import Image
+    """The astronaut's face (ml.probe.astronaut_face), side × side."""
+    from ml.probe import astronaut_face as face
 
-    return Image.fromarray(skimage.data.astronaut()).crop((140, 30, 310, 200)).resize((side, side))
+    return face().resize((side, side))
 
 
 def faceless_photo(width: int = 1000, height: int = 660):

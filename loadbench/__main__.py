@@ -106,9 +106,11 @@ def make_photos(folder: Path, megapixels: list[float]) -> dict[float, Path]:
     import skimage.data
     from PIL import Image
 
+    from ml.probe import astronaut_face
+
     folder.mkdir(parents=True, exist_ok=True)
     background = Image.fromarray(skimage.data.coffee()).convert("RGB")
-    face = Image.fromarray(skimage.data.astronaut()).crop((140, 30, 310, 200))
+    face = astronaut_face()
     photos = {}
     for size in megapixels:
         width = round((size * 1_000_000 * 4 / 3) ** 0.5)

@@ -1,5 +1,6 @@
 """Pictures to measure a model on without a data set: photographs shipped inside scikit-image, cropped at random,
-and how alike two heatmaps are. Used by the benchmark (ml.bench) and the precision check (ml.precision)."""
+the astronaut's face, and how alike two heatmaps are. Used by the benchmark (ml.bench), the precision
+check (ml.precision), the load benchmark and the tests."""
 
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def photographs() -> list[Image.Image]:
 
     folder = Path(skimage.data.__file__).parent
     return [Image.open(folder / name).convert("RGB") for name in PHOTOS]
+
+
+def astronaut_face() -> Image.Image:
+    """Eileen Collins' face from scikit-image's astronaut photo (NASA, public domain), framed loosely, 170 × 170."""
+    import skimage.data
+
+    return Image.fromarray(skimage.data.astronaut()).crop((140, 30, 310, 200))
 
 
 def crops(photos: list[Image.Image], count: int, *, seed: int) -> list[Image.Image]:
