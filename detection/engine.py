@@ -88,16 +88,15 @@ def detector_load(model: DetectorModel):
 def precision_measure(model: DetectorModel) -> dict:
     """bf16 against fp32 on this model, on this machine, with the configured backend (ml.precision): the choice
     and its figures, to store on the model. A measurement that fails leaves the model in fp32 and says why."""
-    from ml.architectures import get_architecture
     from ml.precision import choose_precision
-    from ml.weights import load_into, read_state_dict
+    from ml.weights import load_model
 
-    architecture = get_architecture(model.architecture)
     try:
-        state = read_state_dict(weights_local_path(model), expected_sha256=model.sha256 or None)
-        network = load_into(architecture.build(), state, architecture=architecture.name)
+        network = load_model(
+            weights_local_path(model), architecture=model.architecture, expected_sha256=model.sha256 or None
+        )
         return choose_precision(
-            network, architecture=architecture.name, input_size=model.input_size, backend=settings.INFERENCE_BACKEND
+            network, architecture=model.architecture, input_size=model.input_size, backend=settings.INFERENCE_BACKEND
         )
     except (MLError, OSError, RuntimeError) as exc:  # e.g. a backend that cannot compile this model in bf16
         logger.warning("Could not measure bf16 against fp32 for %s: %s", model, exc)

@@ -38,7 +38,7 @@ from ml.errors import MLError
 from ml.precision import choose_precision
 from ml.preprocessing import to_batch
 from ml.probe import correlation, crops, photographs
-from ml.weights import load_into, read_state_dict
+from ml.weights import load_model
 
 GOALS = {"speedup_vs_naive": 6.0, "engine_over_floor": 4.0, "max_abs_dp": 0.01, "heatmap_corr": 0.98}
 GEMM_SIZE = 2048
@@ -452,7 +452,7 @@ def run(
     calibration = to_batch(crops(photos, 16, seed=1), size)
     images = to_batch(crops(photos, max(agreement_images, *batch_sizes), seed=2), size)
     if weights:
-        model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
+        model = load_model(weights, architecture=arch.name)
         source = f"trained weights from {weights}"
     else:
         model = benchmark_model(architecture, calibration)

@@ -24,7 +24,7 @@ from torch import nn
 import ml
 from ml.architectures import DeepfakeNet, get_architecture
 from ml.preprocessing import to_batch
-from ml.weights import load_into, read_state_dict
+from ml.weights import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class Detector:
         **options,
     ) -> "Detector":
         arch = get_architecture(architecture)
-        model = load_into(arch.build(), read_state_dict(path, expected_sha256=expected_sha256), architecture=arch.name)
+        model = load_model(path, architecture=arch.name, expected_sha256=expected_sha256)
         return cls(
             model,
             architecture=arch.name,

@@ -27,7 +27,7 @@ from ml.augment import DEGRADATIONS
 from ml.data import CLASSES, ImageDataset, count_classes, scan_folder, stratified_split
 from ml.errors import MLError, TrainingDataError
 from ml.package import load_package, read_card
-from ml.weights import load_into, read_state_dict
+from ml.weights import load_model
 
 THRESHOLD_RULE = (
     "maximise Youden's J (true-positive rate − false-positive rate) on the validation set; ties go to the threshold "
@@ -216,7 +216,7 @@ def _model_to_evaluate(package_dir, *, weights, architecture, card) -> tuple[nn.
     if weights is None or architecture is None:
         raise MLError("Give a model package, or a weights file together with its architecture.")
     arch = get_architecture(architecture)
-    model = load_into(arch.build(), read_state_dict(weights), architecture=arch.name).eval()
+    model = load_model(weights, architecture=arch.name)
     card = {"input_size": arch.default_input_size, **(card or {}), "architecture": arch.name}
     return (
         model,

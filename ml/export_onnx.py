@@ -14,7 +14,7 @@ from torch import nn
 
 from ml.architectures import ARCHITECTURES, DeepfakeNet, get_architecture
 from ml.errors import MLError
-from ml.weights import load_into, read_state_dict
+from ml.weights import load_model
 
 PARITY_TOLERANCE = 1e-3
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     input_size = args.input_size or arch.default_input_size
     output = args.output or args.weights.with_suffix(".onnx")
     try:
-        model = load_into(arch.build(), read_state_dict(args.weights), architecture=arch.name)
+        model = load_model(args.weights, architecture=arch.name)
     except MLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -34,9 +34,9 @@ from pathlib import Path
 
 from torch import nn
 
-from ml.architectures import DeepfakeNet, get_architecture
+from ml.architectures import DeepfakeNet
 from ml.errors import MLError
-from ml.weights import load_into, read_state_dict, save_weights
+from ml.weights import load_model, save_weights
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -98,6 +98,7 @@ def read_card(package_dir: Path | str) -> dict:
 def load_package(package_dir: Path | str) -> tuple[DeepfakeNet, dict]:
     """The model (in eval mode, weights checked against the card's SHA-256) and its card."""
     card = read_card(package_dir)
-    arch = get_architecture(card["architecture"])
-    state = read_state_dict(Path(package_dir) / WEIGHTS_FILE, expected_sha256=card["sha256"])
-    return load_into(arch.build(), state, architecture=arch.name).eval(), card
+    model = load_model(
+        Path(package_dir) / WEIGHTS_FILE, architecture=card["architecture"], expected_sha256=card["sha256"]
+    )
+    return model, card

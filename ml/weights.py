@@ -17,6 +17,7 @@ from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
+from ml.architectures import get_architecture
 from ml.errors import (
     ArchitectureMismatchError,
     ChecksumMismatchError,
@@ -116,6 +117,15 @@ def load_into(model: nn.Module, state_dict: dict[str, torch.Tensor], *, architec
         raise ArchitectureMismatchError(architecture, missing, unexpected, mismatched)
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def load_model(path: Path | str, *, architecture: str, expected_sha256: str | None = None) -> nn.Module:
+    """The architecture built and loaded with the weights file (checked against expected_sha256 when given), in
+    eval mode."""
+    arch = get_architecture(architecture)
+    return load_into(
+        arch.build(), read_state_dict(path, expected_sha256=expected_sha256), architecture=arch.name
+    ).eval()
 
 
 def save_weights(model: nn.Module, path: Path | str, *, metadata: dict[str, str] | None = None) -> str:
