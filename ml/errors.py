@@ -17,6 +17,10 @@ class TooManyPixelsError(UnreadableImageError):
     """The image declares more pixels than may be decoded: too large, or a decompression bomb."""
 
 
+class UnreadableVideoError(MLError, ValueError):
+    """The file is not a video we can decode (no video stream, damaged, truncated, empty, or too large)."""
+
+
 class WeightsError(MLError):
     """Base class for every problem with a weights file."""
 
