@@ -235,6 +235,18 @@ ANALYSIS_MAX_ATTEMPTS = env_int("ANALYSIS_MAX_ATTEMPTS", 3, minimum=1, maximum=2
 # A queued analysis whose message has sat in the broker this long is sent again by the sweeper.
 ANALYSIS_QUEUE_TIMEOUT = env_int("ANALYSIS_QUEUE_TIMEOUT", 3600, minimum=60)
 
+# Videos (MP4, MOV, WebM): their own size and length limits, frames sampled at a rate with a cap, and time limits
+# that grow with the frames planned (Analysis.soft_time_limit). They run on their own Celery queue.
+MAX_VIDEO_SIZE_MB = env_int("MAX_VIDEO_SIZE_MB", 100, minimum=1, maximum=2000)
+MAX_VIDEO_SIZE = MAX_VIDEO_SIZE_MB * 1024 * 1024
+MAX_VIDEO_SECONDS = env_int("MAX_VIDEO_SECONDS", 300, minimum=1, maximum=6 * 3600)
+VIDEO_FRAMES_PER_SECOND = env_float("VIDEO_FRAMES_PER_SECOND", 1.0, minimum=0.01, maximum=30.0)
+VIDEO_MAX_FRAMES = env_int("VIDEO_MAX_FRAMES", 120, minimum=1, maximum=2000)
+VIDEO_FRAME_TIME_LIMIT = env_int("VIDEO_FRAME_TIME_LIMIT", 5, minimum=1, maximum=600)
+VIDEO_QUEUE = "videos"
+# Reading a file's metadata (EXIF, XMP, PNG text, C2PA) stops after this many seconds: it never holds up a verdict.
+PROVENANCE_TIME_LIMIT = env_float("PROVENANCE_TIME_LIMIT", 5.0, minimum=0.1, maximum=120.0)
+
 # Privacy: keep uploaded originals (each upload may choose otherwise), and for how long. Without the original, an
 # analysis keeps its verdict, a small thumbnail, the heatmap and the overlay.
 KEEP_ORIGINALS = env_bool("KEEP_ORIGINALS", True)
@@ -268,9 +280,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 3.0, minimum=0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redelivery after a worker dies is what makes acks_late safe; the timeout must outlast the longest task.
+LONGEST_TASK_SECONDS = ANALYSIS_TIME_LIMIT + VIDEO_FRAME_TIME_LIMIT * VIDEO_MAX_FRAMES
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=ANALYSIS_TIME_LIMIT + 1)
-}
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", max(3600, LONGEST_TASK_SECONDS + 60),
+                                  minimum=LONGEST_TASK_SECONDS + 1)
+}  # fmt: skip
+# Videos go to a queue of their own, so a long video never delays anyone's image (docs/deploy.md: a worker each).
+CELERY_TASK_ROUTES = {"detection.tasks.video_run_task": {"queue": VIDEO_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One task at a time per worker process: analyses are long, and a prefetched task would wait behind another.

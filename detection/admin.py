@@ -323,6 +323,7 @@ class AnalysisAdmin(admin.ModelAdmin):
     list_display = (
         "original_name",
         "owner",
+        "kind",
         "status",
         "verdict_display",
         "probability_display",
@@ -330,13 +331,13 @@ class AnalysisAdmin(admin.ModelAdmin):
         "source",
         "created_at",
     )
-    list_filter = ("status", "label", "source", "detector_model", "created_at")
+    list_filter = ("kind", "status", "label", "source", "detector_model", "created_at")
     search_fields = ("original_name", "owner__username", "owner__email", "sha256", "model_version")
     list_select_related = ("owner", "detector_model")
     date_hierarchy = "created_at"
     actions = ["rerun_with_active_model"]
     fieldsets = (
-        (None, {"fields": ("public_id", "owner", "source", "status", "error_message")}),
+        (None, {"fields": ("public_id", "owner", "kind", "source", "status", "error_message")}),
         (
             "Result",
             {
@@ -348,12 +349,27 @@ class AnalysisAdmin(admin.ModelAdmin):
                     "small_faces",
                     "detector_model",
                     "model_version",
+                    "provenance",
                 )
+            },
+        ),
+        (
+            "Video",
+            {
+                "fields": (
+                    "duration_s",
+                    "frame_rate",
+                    "frames_planned",
+                    "frames_done",
+                    "verdict_rule",
+                    "stopped_reason",
+                ),
+                "classes": ("collapse",),
             },
         ),
         ("Pictures", {"fields": ("pictures",)}),
         (
-            "Image",
+            "File",
             {"fields": ("original_name", "media_type", "file_size", "width", "height", "sha256", "keep_original")},
         ),
         (

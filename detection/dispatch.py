@@ -30,6 +30,8 @@ class Job:
 
 
 ANALYSIS = Job("detection.tasks.analysis_run_task", "analysis")
+# Its own queue (settings.CELERY_TASK_ROUTES) and, without a broker, its own thread: a long video never delays an image.
+VIDEO = Job("detection.tasks.video_run_task", "video")
 MODEL_CHECK = Job("detection.tasks.detector_model_prepare_task", "model-jobs")
 MODEL_EVALUATION = Job("detection.tasks.detector_model_evaluate_task", "model-jobs")
 
@@ -40,14 +42,15 @@ _executors: dict[str, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def send(job: Job, object_id: int) -> bool:
+def send(job: Job, object_id: int, **time_limits: int) -> bool:
     """Hand the job to a worker, or to this process's thread for it without a broker; False when the broker is
-    unreachable (or refuses)."""
+    unreachable (or refuses). time_limits (soft_time_limit, time_limit in seconds) replace the task's own, for work
+    whose length depends on its object (a video's)."""
     if not settings.CELERY_BROKER_URL:
         executor(job.thread).submit(run_in_thread, partial(celery_app.tasks[job.task].run, object_id))
         return True
     try:
-        celery_app.send_task(job.task, args=[object_id], retry=True, retry_policy=SEND_RETRY_POLICY)
+        celery_app.send_task(job.task, args=[object_id], retry=True, retry_policy=SEND_RETRY_POLICY, **time_limits)
     except Exception as exc:  # the caller's row is committed either way: it records that nothing left
         logger.warning("%s(%s) could not be sent to the broker: %s", job.task, object_id, exc)
         return False

@@ -236,6 +236,169 @@ def _pictures(image, result, *, keep_original: bool) -> tuple[dict[str, bytes], 
     return pictures, faces
 
 
+# --- Analysing a video -------------------------------------------------------------------------------------------
+
+FRAME_MAX_SIDE = 640  # a sampled frame's picture on the result page
+ANALYSED_FRAME_MAX_SIDE = 1280  # frames are decoded at most this large: faces stay findable, 4K costs no more
+
+
+def video_sniff(head: bytes) -> str | None:
+    """A video's media type from its first bytes (MP4, MOV, WebM), or None. PyAV-free and cheap: safe in the web
+    process."""
+    from ml.video import video_sniff as sniff
+
+    return sniff(head)
+
+
+def video_probe(path: Path):
+    """ml.video.VideoInfo of the file; UnreadableVideoError (an MLError) says why it cannot be used."""
+    from ml.video import video_probe as probe_video
+
+    return probe_video(path, max_pixels=settings.MAX_IMAGE_MEGAPIXELS * 1_000_000)
+
+
+def video_frames_planned(duration_s: float) -> int:
+    """How many frames of a video this long are analysed (VIDEO_FRAMES_PER_SECOND, at most VIDEO_MAX_FRAMES)."""
+    from ml.video import sample_times
+
+    return len(sample_times(duration_s, **_sampling()))
+
+
+def _sampling() -> dict:
+    return {"every_s": 1.0 / settings.VIDEO_FRAMES_PER_SECOND, "max_frames": settings.VIDEO_MAX_FRAMES}
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    number: int  # from 1, in time order
+    timestamp_s: float
+    probability_fake: float
+    label: str
+    scope: str
+    faces: list[dict]  # track, box (in the video's displayed pixels), detection_score, probability_fake
+    picture: bytes  # the frame with its heatmap and face boxes (WebP)
+
+
+@dataclass(frozen=True)
+class FramesBatch:
+    """Some frames of a video, analysed together; with the pictures of the most suspicious of them, ready to be the
+    video's own if no later frame is more suspicious."""
+
+    frames: list[FrameOutcome]
+    best_probability: float
+    best_pictures: dict[str, bytes]
+    timings: dict[str, float]  # decode_ms, faces_ms, inference_ms, heatmap_ms of these frames
+
+
+def analyze_video(model: DetectorModel, path: Path, *, keep_original: bool, display_width: int):
+    """Analyse the video's sampled frames in batches (ml.video_analysis), yielding a FramesBatch as each is done.
+    A file that fails part-way raises AnalysisFailure after the batches before the damage."""
+    from ml.errors import UnreadableVideoError
+    from ml.faces import default_finder
+    from ml.video import video_frames
+    from ml.video_analysis import video_frames_analyze
+
+    detector = detector_for(model)
+    finder = default_finder() if model.expects_faces else None
+    decode = _Timed(video_frames(path, max_side=ANALYSED_FRAME_MAX_SIDE, **_sampling()))
+    batches = video_frames_analyze(detector, decode, finder=finder, framing=model.face_framing)
+    try:
+        for batch in batches:
+            drawing_started = time.perf_counter()
+            frames = [_frame_outcome(frame, keep_original, display_width) for frame in batch]
+            best = max(batch, key=lambda frame: frame.picture.probability_fake)
+            best_pictures, _ = _pictures(best.image, best.picture, keep_original=keep_original)
+            yield FramesBatch(
+                frames=frames,
+                best_probability=best.picture.probability_fake,
+                best_pictures=best_pictures,
+                timings={
+                    "decode_ms": decode.take_ms(),
+                    "faces_ms": sum(frame.picture.faces_ms for frame in batch),
+                    "inference_ms": sum(frame.picture.inference_ms for frame in batch),
+                    "heatmap_ms": sum(frame.picture.heatmap_ms for frame in batch)
+                    + (time.perf_counter() - drawing_started) * 1000,
+                },
+            )
+    except UnreadableVideoError as exc:
+        raise AnalysisFailure(f"The video could not be decoded further: {exc}") from exc
+    except ImportError as exc:
+        raise AnalysisFailure(
+            f"The face detector is not installed ({exc}); the administrator must run "
+            "`pip install --no-deps -r requirements-no-deps.txt`."
+        ) from exc
+    except (MLError, OSError) as exc:
+        raise AnalysisFailure(f"The video could not be analysed: {exc}") from exc
+
+
+def video_verdict(model: DetectorModel, probabilities: list[float]):
+    """The video's verdict from its frames' P(fake) (ml.video_analysis.video_verdict: the rule is recorded)."""
+    from ml.video_analysis import video_verdict as verdict
+
+    return verdict(probabilities, threshold=model.threshold)
+
+
+class _Timed:
+    """An iterator that adds up the time spent producing its items (a video's decoding, frame by frame)."""
+
+    def __init__(self, items):
+        self.items = iter(items)
+        self.ms = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.items)
+        finally:
+            self.ms += (time.perf_counter() - started) * 1000
+
+    def take_ms(self) -> float:
+        spent, self.ms = self.ms, 0.0
+        return spent
+
+
+def _frame_outcome(frame, keep_original: bool, display_width: int) -> FrameOutcome:
+    from ml import rendering
+
+    picture = frame.picture
+    side = FRAME_MAX_SIDE if keep_original else THUMBNAIL_MAX_SIDE
+    shown = rendering.overlay(frame.image, picture.heatmap, max_side=side)
+    scale = shown.width / frame.image.width
+    boxes = [tuple(v * scale for v in face.face.box) for face in picture.faces]
+    labels = [
+        f"face {track} · {face.prediction.probability_fake:.2f}"
+        for track, face in zip(frame.tracks, picture.faces, strict=True)
+    ]
+    shown = rendering.draw_boxes(shown, boxes, labels=labels)
+    to_display = display_width / frame.image.width
+    faces = []
+    for track, face in zip(frame.tracks, picture.faces, strict=True):
+        left, top, right, bottom = (v * to_display for v in face.face.box)
+        faces.append(
+            {
+                "track": track,
+                "left": max(0, round(left)),
+                "top": max(0, round(top)),
+                "width": max(1, round(right - left)),
+                "height": max(1, round(bottom - top)),
+                "detection_score": round(face.face.score, 4),
+                "probability_fake": round(float(face.prediction.probability_fake), 6),
+            }
+        )
+    return FrameOutcome(
+        number=frame.index + 1,
+        timestamp_s=frame.timestamp_s,
+        probability_fake=picture.probability_fake,
+        label=picture.label,
+        scope=picture.scope,
+        faces=faces,
+        picture=rendering.encode(shown, "webp"),
+    )
+
+
 # --- Detector models: weights, checks, evaluations ----------------------------------------------------------------
 
 

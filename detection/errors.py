@@ -27,6 +27,16 @@ class CorruptImage(SubmissionError):
     code = "corrupt_image"
 
 
+class CorruptVideo(SubmissionError):
+    code = "corrupt_video"
+
+
+class VideoTooLong(SubmissionError):
+    """Longer than MAX_VIDEO_SECONDS."""
+
+    code = "video_too_long"
+
+
 class ImageTooSmall(SubmissionError):
     """Too few pixels, or too elongated, for any verdict to mean something."""
 

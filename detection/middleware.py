@@ -1,6 +1,7 @@
 """Upload bodies are bounded before they are read: a request declaring more than an upload path accepts is answered
 413 without reading a byte of it, and one that declares no size at all (chunked) 411. Inside an accepted body,
-UploadedFileSizeLimit stops storing any file past MAX_FILE_SIZE, so the check in the services never sees it whole.
+UploadedFileSizeLimit stops storing any file past the larger of the image and video limits, so the check in the
+services never sees it whole; the services then hold each kind to its own limit.
 """
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from detection.api.errors import error_json_response
-from detection.services import megabytes
+from detection.services import megabytes, upload_size_limit
 
 # Room for the multipart boundaries, part headers and the small form fields around the files.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -43,7 +44,8 @@ class UploadSizeLimitMiddleware:
                 request,
                 413,
                 "file_too_large",
-                f"The request is {megabytes(size)}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted"
+                f"The request is {megabytes(size)}; images up to {settings.MAX_FILE_SIZE_MB} MB and videos up to "
+                f"{settings.MAX_VIDEO_SIZE_MB} MB are accepted"
                 + ("." if request.path_info.startswith("/api/") else f", {settings.MAX_FILES_PER_UPLOAD} at a time."),
             )
         request.upload_handlers.insert(0, UploadedFileSizeLimit(request))
@@ -61,9 +63,9 @@ class UploadSizeLimitMiddleware:
         """The largest body this request may carry: the upload page's, or any API request's (only uploads have a
         body there); None for everything else."""
         if request.path_info == reverse("detection:upload"):
-            return settings.MAX_FILE_SIZE * settings.MAX_FILES_PER_UPLOAD + MULTIPART_OVERHEAD
+            return max(settings.MAX_FILE_SIZE * settings.MAX_FILES_PER_UPLOAD, upload_size_limit()) + MULTIPART_OVERHEAD
         if request.path_info.startswith("/api/"):
-            return settings.MAX_FILE_SIZE + MULTIPART_OVERHEAD
+            return upload_size_limit() + MULTIPART_OVERHEAD
         return None
 
     @staticmethod
@@ -76,8 +78,9 @@ class UploadSizeLimitMiddleware:
 
 
 class UploadedFileSizeLimit(FileUploadHandler):
-    """Stops storing a file once it passes MAX_FILE_SIZE. The request remembers it in `oversized_uploads`, a dict
-    {position among the files sent in its field: file name}, so a page can say which file was too large, in order."""
+    """Stops storing a file once it passes the upload limit (services.upload_size_limit). The request remembers it
+    in `oversized_uploads`, a dict {position among the files sent in its field: file name}, so a page can say which
+    file was too large, in order."""
 
     def __init__(self, request):
         super().__init__(request)
@@ -93,7 +96,7 @@ class UploadedFileSizeLimit(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
-        if self.received > settings.MAX_FILE_SIZE:
+        if self.received > upload_size_limit():
             self.request.oversized_uploads[self.position] = self.file_name
             raise SkipFile
         return raw_data

@@ -144,7 +144,11 @@ def verdict_condition(verdict: str) -> tuple[models.Q, dict]:
 
 
 class Analysis(models.Model):
-    """One uploaded image and what the detector said about it."""
+    """One uploaded image or video and what the detector said about it."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", "Image"
+        VIDEO = "video", "Video"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -185,6 +189,7 @@ class Analysis(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error_message = models.TextField(blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.IMAGE)
 
     original_name = models.CharField(max_length=255)
     sha256 = models.CharField("SHA-256", max_length=64, db_index=True)
@@ -192,6 +197,12 @@ class Analysis(models.Model):
     file_size = models.PositiveIntegerField()
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
+    # A video's length and frame rate, and how many of its frames are sampled (VIDEO_FRAMES_PER_SECOND, capped at
+    # VIDEO_MAX_FRAMES) and analysed so far: its progress.
+    duration_s = models.FloatField(null=True, blank=True)
+    frame_rate = models.FloatField(null=True, blank=True)
+    frames_planned = models.PositiveIntegerField(default=0)
+    frames_done = models.PositiveIntegerField(default=0)
 
     keep_original = models.BooleanField(default=True)
     original = models.FileField(upload_to="originals/", blank=True, max_length=300)
@@ -211,6 +222,12 @@ class Analysis(models.Model):
     scope = models.CharField(max_length=10, choices=Scope.choices, blank=True)
     # Faces the detector found but too small to judge (under ml.faces.MIN_FACE_SIDE pixels): not analysed.
     small_faces = models.PositiveSmallIntegerField(default=0)
+    # How a video's frames made its verdict (ml.video_analysis.video_verdict), and why it stopped before its last
+    # planned frame (time limit, damaged file), if it did: its verdict then rests on the frames it reached.
+    verdict_rule = models.JSONField(default=dict, blank=True)
+    stopped_reason = models.TextField(blank=True)
+    # What the file's metadata says of its origin (detection.provenance findings): informs, never decides.
+    provenance = models.JSONField(default=list, blank=True)
 
     decode_ms = models.FloatField(null=True, blank=True)
     faces_ms = models.FloatField(null=True, blank=True)
@@ -264,7 +281,7 @@ class Analysis(models.Model):
                 analysis.status == cls.Status.RUNNING
                 and analysis.task_id != task_id
                 and analysis.started_at
-                and now - analysis.started_at < timedelta(seconds=settings.ANALYSIS_TIME_LIMIT)
+                and now - analysis.started_at < timedelta(seconds=analysis.time_limit)
             ):
                 return None
             analysis.status = cls.Status.RUNNING
@@ -273,6 +290,24 @@ class Analysis(models.Model):
             analysis.task_id = task_id
             analysis.save(update_fields=["status", "started_at", "attempts", "task_id"])
             return analysis
+
+    @property
+    def soft_time_limit(self) -> int:
+        """Seconds the analysis may run before it is stopped: a video gets VIDEO_FRAME_TIME_LIMIT more per frame."""
+        frames = self.frames_planned if self.kind == self.Kind.VIDEO else 0
+        return settings.ANALYSIS_SOFT_TIME_LIMIT + settings.VIDEO_FRAME_TIME_LIMIT * frames
+
+    @property
+    def time_limit(self) -> int:
+        """Seconds after which its worker is killed, and another may take the analysis over."""
+        return self.soft_time_limit + settings.ANALYSIS_TIME_LIMIT - settings.ANALYSIS_SOFT_TIME_LIMIT
+
+    @property
+    def progress(self) -> int | None:
+        """Percent of a video's planned frames analysed; None for an image."""
+        if self.kind != self.Kind.VIDEO or not self.frames_planned:
+            return None
+        return 100 if self.status == self.Status.DONE else min(99, 100 * self.frames_done // self.frames_planned)
 
     def fail(self, message: str) -> None:
         self.status = self.Status.FAILED
@@ -303,6 +338,43 @@ class Analysis(models.Model):
             AnalysisFace.objects.bulk_create(faces)
         return True
 
+    def frames_record(self, frames: list) -> bool:
+        """Store a batch of a running video's analysed frames (AnalysisFrame rows) and advance its progress; False
+        when the analysis was deleted meanwhile (nothing is saved)."""
+        with transaction.atomic():
+            if not Analysis.objects.select_for_update().filter(pk=self.pk).exists():
+                return False
+            AnalysisFrame.objects.bulk_create(frames)
+            self.frames_done = self.frames.count()
+            Analysis.objects.filter(pk=self.pk).update(frames_done=self.frames_done)
+        return True
+
+    def record_video_result(
+        self, verdict, *, detector_model: "DetectorModel", timings: dict, total_ms: float, stopped_reason: str = ""
+    ) -> bool:
+        """Store a video's verdict (ml.video_analysis.VideoVerdict) from the frames recorded; False when the analysis
+        was deleted while it ran."""
+        self.probability_fake = verdict.probability_fake
+        self.label = verdict.label
+        self.verdict_rule = verdict.rule
+        self.stopped_reason = stopped_reason
+        self.threshold = detector_model.threshold
+        self.detector_model = detector_model
+        self.model_version = detector_model.label
+        decisive = self.frames.order_by("-probability_fake", "number").first()
+        self.scope = decisive.scope if decisive else ""
+        for name, value in timings.items():
+            setattr(self, name, value)
+        self.total_ms = total_ms
+        self.status = self.Status.DONE
+        self.finished_at = timezone.now()
+        self.error_message = ""
+        with transaction.atomic():
+            if not Analysis.objects.select_for_update().filter(pk=self.pk).exists():
+                return False
+            self.save()
+        return True
+
     def requeue(self) -> None:
         """Back to the queue as if just uploaded, for another run with the active model (its result forgotten)."""
         for name in ("probability_fake", "threshold", "detector_model", "started_at", "finished_at", "enqueued_at"):
@@ -310,6 +382,7 @@ class Analysis(models.Model):
         for name in ("decode_ms", "faces_ms", "inference_ms", "heatmap_ms", "total_ms"):
             setattr(self, name, None)
         self.scope, self.small_faces, self.label = "", 0, ""
+        self.frames_done, self.verdict_rule, self.stopped_reason, self.provenance = 0, {}, "", []
         self.heatmap = self.overlay = ""
         self.model_version = self.error_message = self.task_id = ""
         self.attempts = 0
@@ -334,8 +407,9 @@ class Analysis(models.Model):
         return [f for f in (getattr(self, kind) for kind in self.PICTURES) if f]
 
     def owned_files(self) -> list:
-        """Every stored file of the analysis, its faces' pictures included."""
-        return self.own_files() + [face.overlay for face in self.faces.all() if face.overlay]
+        """Every stored file of the analysis, its faces' and frames' pictures included."""
+        faces = [face.overlay for face in self.faces.all() if face.overlay]
+        return self.own_files() + faces + [frame.picture for frame in self.frames.all() if frame.picture]
 
 
 class IdempotencyKey(models.Model):
@@ -384,6 +458,33 @@ class AnalysisFace(models.Model):
     @property
     def box(self) -> dict:
         return {"left": self.left, "top": self.top, "width": self.width, "height": self.height}
+
+
+class AnalysisFrame(models.Model):
+    """One sampled frame of an analysed video: when it is shown, what the model said of it and of each face."""
+
+    analysis = models.ForeignKey(Analysis, on_delete=models.CASCADE, related_name="frames")
+    number = models.PositiveIntegerField(help_text="1 for the first sampled frame, then in time order.")
+    timestamp_s = models.FloatField("time (s)")
+    probability_fake = models.FloatField(help_text="The frame's most suspicious face's, or the whole frame's.")
+    label = models.CharField(max_length=10, choices=Analysis.Label.choices)
+    scope = models.CharField(max_length=10, choices=Analysis.Scope.choices)
+    # Each judged face: {"track", "left", "top", "width", "height", "detection_score", "probability_fake"}; the box
+    # in the video's displayed pixels, "track" the same number for the same face across frames.
+    faces = models.JSONField(default=list, blank=True)
+    # The frame with its heatmap and face boxes drawn over it.
+    picture = models.FileField(storage=get_results_storage, upload_to="results/", blank=True, max_length=300)
+
+    class Meta:
+        ordering = ["analysis", "number"]
+        constraints = [models.UniqueConstraint(fields=["analysis", "number"], name="unique_frame_number")]
+
+    def __str__(self) -> str:
+        return f"frame {self.number} ({self.timestamp_s:.1f} s) of {self.analysis}"
+
+    @property
+    def verdict(self) -> str | None:
+        return verdict_of(self.probability_fake, self.analysis.threshold)
 
 
 class ModelEvaluation(models.Model):

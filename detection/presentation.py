@@ -1,4 +1,5 @@
-"""How an analysis is shown and exported: the chart's geometry, the model's metrics as a table, JSON and CSV rows."""
+"""How an analysis is shown and exported: the charts' geometry (probabilities; a video's timeline), the model's
+metrics as a table, provenance findings, JSON and CSV rows."""
 
 import csv
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
 
-from detection.models import Analysis, AnalysisFace
+from detection.models import Analysis, AnalysisFace, AnalysisFrame, verdict_of
 
 # The metrics worth a row on the result page, in reading order, with the names people know them by.
 METRIC_LABELS = {
@@ -62,6 +63,79 @@ def probability_chart(analysis: Analysis) -> ProbabilityChart | None:
     )
 
 
+TIMELINE_WIDTH, TIMELINE_HEIGHT = 640, 200
+TIMELINE_LEFT, TIMELINE_RIGHT, TIMELINE_TOP, TIMELINE_BOTTOM = 40, 12, 10, 28  # room for the axes' labels
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    number: int
+    timestamp_s: float
+    probability_fake: float
+    verdict: str | None
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class TimelineChart:
+    """A video's P(fake) over time as inline SVG: a point per sampled frame (its most suspicious face, or the whole
+    frame), a line per face followed across frames, the threshold as a dashed line."""
+
+    points: list[TimelinePoint]
+    tracks: list[tuple[int, str]]  # (track number, SVG polyline points)
+    threshold_y: float
+    x_ticks: list[tuple[float, str]]
+    y_ticks: list[tuple[float, str]]
+    width: int = TIMELINE_WIDTH
+    height: int = TIMELINE_HEIGHT
+    left: int = TIMELINE_LEFT
+    right_x: int = TIMELINE_WIDTH - TIMELINE_RIGHT
+    bottom_y: int = TIMELINE_HEIGHT - TIMELINE_BOTTOM
+
+
+def timeline_chart(analysis: Analysis, frames: list[AnalysisFrame]) -> TimelineChart | None:
+    if not frames:
+        return None
+    duration = max(analysis.duration_s or 0.0, max(frame.timestamp_s for frame in frames), 1e-6)
+    plot_width = TIMELINE_WIDTH - TIMELINE_LEFT - TIMELINE_RIGHT
+    plot_height = TIMELINE_HEIGHT - TIMELINE_TOP - TIMELINE_BOTTOM
+
+    def x(seconds: float) -> float:
+        return round(TIMELINE_LEFT + plot_width * seconds / duration, 1)
+
+    def y(probability: float) -> float:
+        return round(TIMELINE_TOP + plot_height * (1.0 - probability), 1)
+
+    tracks: dict[int, list[str]] = {}
+    for frame in frames:
+        for face in frame.faces:
+            tracks.setdefault(face["track"], []).append(f"{x(frame.timestamp_s)},{y(face['probability_fake'])}")
+    step = _tick_step(duration)
+    return TimelineChart(
+        points=[
+            TimelinePoint(
+                f.number, f.timestamp_s, f.probability_fake, f.verdict, x(f.timestamp_s), y(f.probability_fake)
+            )
+            for f in frames
+        ],
+        tracks=[
+            (track, " ".join(coordinates)) for track, coordinates in sorted(tracks.items()) if len(coordinates) > 1
+        ],
+        threshold_y=y(analysis.threshold if analysis.threshold is not None else 0.5),
+        x_ticks=[(x(t * step), f"{t * step:g} s") for t in range(int(duration // step) + 1)],
+        y_ticks=[(y(p), f"{p:.0%}") for p in (0.0, 0.5, 1.0)],
+    )
+
+
+def _tick_step(duration: float) -> float:
+    """A round number of seconds between time labels: about six of them whatever the length."""
+    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800):
+        if duration / step <= 8:
+            return step
+    return 3600
+
+
 def metrics_table(metrics: dict) -> tuple[list[str], list[tuple[str, list]]]:
     """(column names, rows) for a model's metrics, whether they come per split ({"validation": {...}}) or flat."""
     if not isinstance(metrics, dict) or not metrics:
@@ -102,11 +176,16 @@ def analysis_export(analysis: Analysis, *, request=None) -> dict:
         for kind in Analysis.PICTURES
         if getattr(analysis, kind)
     }
+    frames = [_frame_export(analysis, frame, link) for frame in analysis.frames.all()]
+    if frames:
+        images["frames"] = [frame["image"] for frame in frames]
     return {
         "id": str(analysis.public_id),
         "url": link(analysis.get_absolute_url()),
+        "kind": analysis.kind,
         "file_name": analysis.original_name,
         "status": analysis.status,
+        "progress": analysis.progress,
         "error": analysis.error_message or None,
         "source": analysis.source,
         "created_at": _iso(analysis.created_at),
@@ -123,9 +202,22 @@ def analysis_export(analysis: Analysis, *, request=None) -> dict:
             "threshold": analysis.threshold,
             "uncertain_margin": settings.UNCERTAIN_MARGIN,
             "scope": analysis.scope or None,
-            "verdict_rule": SCOPE_RULES.get(analysis.scope),
+            "verdict_rule": VIDEO_RULE if analysis.kind == Analysis.Kind.VIDEO else SCOPE_RULES.get(analysis.scope),
             "small_faces": analysis.small_faces,
         },
+        "video": None
+        if analysis.kind != Analysis.Kind.VIDEO
+        else {
+            "duration_s": analysis.duration_s,
+            "frame_rate": analysis.frame_rate,
+            "frames_planned": analysis.frames_planned,
+            "frames_done": analysis.frames_done,
+            "aggregation": analysis.verdict_rule or None,
+            "stopped_reason": analysis.stopped_reason or None,
+        },
+        "frames": frames,
+        "timeline": [{"t": frame["timestamp_s"], "probability_fake": frame["probability_fake"]} for frame in frames],
+        "provenance": analysis.provenance,
         "faces": [
             {
                 "number": face.number,
@@ -168,9 +260,34 @@ def analysis_export(analysis: Analysis, *, request=None) -> dict:
     }
 
 
+VIDEO_RULE = (
+    "Sampled frames were analysed (each face, or the whole frame without one); the video's probability is the mean "
+    "of its most suspicious frames, so one odd frame does not decide."
+)
+
+
+def _frame_export(analysis: Analysis, frame: AnalysisFrame, link) -> dict:
+    return {
+        "number": frame.number,
+        "timestamp_s": frame.timestamp_s,
+        "probability_fake": frame.probability_fake,
+        "label": frame.label,
+        "verdict": verdict_of(frame.probability_fake, analysis.threshold),
+        "scope": frame.scope,
+        "faces": frame.faces,
+        "image": link(reverse("detection:analysis_frame_image", args=[analysis.public_id, frame.number])),
+    }
+
+
+def provenance_summary(findings: list) -> str:
+    """The findings in one line, for a CSV cell: "warning: …; info: …"."""
+    return "; ".join(f"{finding.get('severity')}: {finding.get('message')}" for finding in findings or [])
+
+
 CSV_COLUMNS = [
     "id",
     "created_at",
+    "kind",
     "file_name",
     "status",
     "verdict",
@@ -183,9 +300,11 @@ CSV_COLUMNS = [
     "width",
     "height",
     "file_size",
+    "duration_s",
     "sha256",
     "total_ms",
     "source",
+    "provenance",
     "error",
 ]
 
@@ -205,6 +324,7 @@ def analyses_write_csv(analyses, out) -> None:
             for value in (
                 analysis.public_id,
                 analysis.created_at.isoformat(),
+                analysis.kind,
                 analysis.original_name,
                 analysis.status,
                 analysis.verdict or "",
@@ -217,9 +337,11 @@ def analyses_write_csv(analyses, out) -> None:
                 analysis.width,
                 analysis.height,
                 analysis.file_size,
+                f"{analysis.duration_s:.2f}" if analysis.duration_s is not None else "",
                 analysis.sha256,
                 f"{analysis.total_ms:.1f}" if analysis.total_ms is not None else "",
                 analysis.source,
+                provenance_summary(analysis.provenance),
                 analysis.error_message,
             )
         )
@@ -265,3 +387,9 @@ def face_picture_response(face: AnalysisFace) -> FileResponse:
     if not face.overlay:
         raise PictureMissing(f"Face {face.number} has no picture.")
     return picture_response(face.overlay, filename=f"{face.analysis.public_id}-face{face.number}")
+
+
+def frame_picture_response(frame: AnalysisFrame) -> FileResponse:
+    if not frame.picture:
+        raise PictureMissing(f"Frame {frame.number} has no picture.")
+    return picture_response(frame.picture, filename=f"{frame.analysis.public_id}-frame{frame.number}")

@@ -5,9 +5,10 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.models import User
-from detection.models import Analysis, AnalysisFace, DetectorModel, verdict_condition
+from detection.models import Analysis, AnalysisFace, AnalysisFrame, DetectorModel, verdict_condition
 
 MAX_FACE_NUMBER = 32767  # AnalysisFace.number is a small integer
+MAX_FRAME_NUMBER = 2**31 - 1  # AnalysisFrame.number is an integer
 
 
 def detector_model_get_active() -> DetectorModel | None:
@@ -22,7 +23,9 @@ def detector_model_list_ready() -> QuerySet[DetectorModel]:
 def analysis_get(*, user: User, public_id) -> Analysis:
     """The user's analysis with this public ID; Analysis.DoesNotExist for anyone else's, so it reads as a 404."""
     return (
-        Analysis.objects.select_related("detector_model").prefetch_related("faces").get(owner=user, public_id=public_id)
+        Analysis.objects.select_related("detector_model")
+        .prefetch_related("faces", "frames")
+        .get(owner=user, public_id=public_id)
     )
 
 
@@ -31,6 +34,13 @@ def analysis_face_get(*, analysis: Analysis, number: int) -> AnalysisFace:
     if not 1 <= number <= MAX_FACE_NUMBER:  # a number from a URL, which the database column could not even hold
         raise AnalysisFace.DoesNotExist
     return analysis.faces.select_related("analysis").get(number=number)
+
+
+def analysis_frame_get(*, analysis: Analysis, number: int) -> AnalysisFrame:
+    """One sampled frame of a video analysis by its number; AnalysisFrame.DoesNotExist when it has no such frame."""
+    if not 1 <= number <= MAX_FRAME_NUMBER:
+        raise AnalysisFrame.DoesNotExist
+    return analysis.frames.select_related("analysis").get(number=number)
 
 
 def analysis_find_reusable(*, user: User, sha256: str, detector_model: DetectorModel | None) -> Analysis | None:

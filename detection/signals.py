@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
+from detection.models import Analysis, AnalysisFace, AnalysisFrame, DetectorModel, ModelEvaluation
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +27,17 @@ def delete_files_on_commit(files) -> None:
 
 @receiver(post_delete, sender=Analysis)
 def _analysis_deleted(sender, instance: Analysis, **kwargs) -> None:
-    delete_files_on_commit(instance.own_files())  # its faces were deleted first, each with its own files
+    delete_files_on_commit(instance.own_files())  # its faces and frames were deleted first, each with its files
 
 
 @receiver(post_delete, sender=AnalysisFace)
 def _face_deleted(sender, instance: AnalysisFace, **kwargs) -> None:
     delete_files_on_commit([instance.overlay])
+
+
+@receiver(post_delete, sender=AnalysisFrame)
+def _frame_deleted(sender, instance: AnalysisFrame, **kwargs) -> None:
+    delete_files_on_commit([instance.picture])
 
 
 @receiver(post_delete, sender=ModelEvaluation)

@@ -33,6 +33,22 @@ def analysis_run_task(self, analysis_id: int) -> None:
     services.analysis_run(analysis_id=analysis_id, task_id=self.request.id or "")
 
 
+# The same service for a video, on the video queue; its time limits come with each message, from its length
+# (Analysis.soft_time_limit). A retry or redelivery starts the video again from its first frame.
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=6,
+)
+def video_run_task(self, analysis_id: int) -> None:
+    services.analysis_run(analysis_id=analysis_id, task_id=self.request.id or "")
+
+
 @shared_task
 def analysis_sweep_task() -> None:
     report = services.analysis_sweep()

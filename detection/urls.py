@@ -13,6 +13,10 @@ urlpatterns = [
     path("analyses/<uuid:public_id>/status/", views.analysis_status, name="analysis_status"),
     path("analyses/<uuid:public_id>/image/<slug:kind>/", views.analysis_image, name="analysis_image"),
     path("analyses/<uuid:public_id>/faces/<int:number>/image/", views.analysis_face_image, name="analysis_face_image"),
+    path("analyses/<uuid:public_id>/frames/<int:number>/", views.analysis_frame, name="analysis_frame"),
+    path(
+        "analyses/<uuid:public_id>/frames/<int:number>/image/", views.analysis_frame_image, name="analysis_frame_image"
+    ),
     path("analyses/<uuid:public_id>/json/", views.analysis_json, name="analysis_json"),
     path("analyses/<uuid:public_id>/delete/", views.analysis_delete, name="analysis_delete"),
 ]

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from detection import presentation, selectors, services
 from detection.errors import SubmissionError, TooManyUploads
 from detection.forms import BulkDeleteForm, HistoryFilterForm, UploadOptionsForm
-from detection.models import Analysis, AnalysisFace
+from detection.models import Analysis, AnalysisFace, AnalysisFrame
 from detection.throttling import UploadRateThrottle
 
 HISTORY_PAGE_SIZE = 20
@@ -64,9 +64,15 @@ def _upload_limits() -> dict:
     return {
         "max_bytes": settings.MAX_FILE_SIZE,
         "max_mb": settings.MAX_FILE_SIZE_MB,
+        "max_video_bytes": settings.MAX_VIDEO_SIZE,
+        "max_video_mb": settings.MAX_VIDEO_SIZE_MB,
+        "max_video_seconds": settings.MAX_VIDEO_SECONDS,
+        "video_types": ",".join(services.VIDEO_EXTENSIONS),
+        "video_extensions": ",".join(f".{ext}" for ext in services.VIDEO_EXTENSIONS.values()),
         "accepted_types": ",".join(media_type for media_type, _ in services.ACCEPTED_FORMATS.values()),
         "accepted_extensions": ",".join(f".{ext}" for ext in extensions),
         "accepted_description": services.ACCEPTED_DESCRIPTION,
+        "video_description": services.VIDEO_DESCRIPTION,
     }
 
 
@@ -86,13 +92,13 @@ def analysis_upload(request):
         options = context["options"] = UploadOptionsForm(request.POST)
         files = request.FILES.getlist("files")
     except TooManyFilesSent:
-        context["form_error"] = f"Send at most {settings.MAX_FILES_PER_UPLOAD} images at once."
+        context["form_error"] = f"Send at most {settings.MAX_FILES_PER_UPLOAD} files at once."
         return render(request, template, context, status=400)
 
     keep_original = options.cleaned_data["keep_original"] if options.is_valid() else settings.KEEP_ORIGINALS
     oversized = getattr(request, "oversized_uploads", {})  # stopped while arriving: never stored
     if not files and not oversized:
-        context["form_error"] = f"Choose at least one image ({services.ACCEPTED_DESCRIPTION}) to analyse."
+        context["form_error"] = f"Choose at least one file to analyse: {services.ACCEPTED_UPLOADS}."
         return render(request, template, context, status=400)
 
     received = iter(files)
@@ -114,9 +120,14 @@ def analysis_upload(request):
 
 def _result_context(analysis: Analysis) -> dict:
     columns, rows = presentation.metrics_table(analysis.detector_model.metrics if analysis.detector_model else {})
+    frames = list(analysis.frames.all())
+    suspicious = sorted(frames, key=lambda frame: (-frame.probability_fake, frame.number))[:3]
     return {
         "analysis": analysis,
         "chart": presentation.probability_chart(analysis),
+        "timeline": presentation.timeline_chart(analysis, frames),
+        "suspicious_frames": suspicious,
+        "shown_frame": suspicious[0] if suspicious else None,
         "metric_columns": columns,
         "metric_rows": rows,
         "uncertain_margin": settings.UNCERTAIN_MARGIN,
@@ -170,6 +181,32 @@ def analysis_face_image(request, public_id, number):
         return presentation.face_picture_response(selectors.analysis_face_get(analysis=analysis, number=number))
     except (AnalysisFace.DoesNotExist, presentation.PictureMissing):
         raise Http404("This analysis has no such face picture.") from None
+
+
+@login_required
+@require_GET
+def analysis_frame(request, public_id, number):
+    """One sampled frame of a video, as the timeline shows it when a point is chosen (a fragment for htmx, else the
+    result page)."""
+    analysis = _analysis_or_404(request, public_id)
+    try:
+        frame = selectors.analysis_frame_get(analysis=analysis, number=number)
+    except AnalysisFrame.DoesNotExist:
+        raise Http404("This video analysis has no such frame.") from None
+    if not request.htmx:
+        return render(request, "detection/analysis_detail.html", {**_result_context(analysis), "shown_frame": frame})
+    return render(request, "detection/_frame.html", {"analysis": analysis, "frame": frame})
+
+
+@login_required
+@require_safe
+def analysis_frame_image(request, public_id, number):
+    """One sampled frame with its heatmap and face boxes: for the analysis's owner only."""
+    analysis = _analysis_or_404(request, public_id)
+    try:
+        return presentation.frame_picture_response(selectors.analysis_frame_get(analysis=analysis, number=number))
+    except (AnalysisFrame.DoesNotExist, presentation.PictureMissing):
+        raise Http404("This analysis has no such frame picture.") from None
 
 
 @login_required

@@ -45,6 +45,18 @@ class PictureAnalysis:
     heatmap_ms: float
 
 
+@dataclass(frozen=True)
+class PicturePlan:
+    """What the model must see of one picture: its judged faces' crops, or the whole picture when there are none."""
+
+    found: list[Face]
+    judged: list[Face]
+    frames: list[tuple[int, int, int, int]]
+    inputs: list[Image.Image]
+    faces_ms: float
+    whole_scope: str  # the scope when no face is judged: NO_FACE for a face model, IMAGE otherwise
+
+
 def analyze_picture(
     detector: Detector,
     image: Image.Image,
@@ -54,31 +66,66 @@ def analyze_picture(
     heatmap_side: int = 1024,
 ) -> PictureAnalysis:
     """Analyse `image` whole (finder None) or face by face, as the module's docstring says."""
+    (result,) = analyze_pictures(detector, [image], finder=finder, framing=framing, heatmap_side=heatmap_side)
+    return result
+
+
+def analyze_pictures(
+    detector: Detector,
+    images: list[Image.Image],
+    *,
+    finder: FaceFinder | None,
+    framing: float | None,
+    heatmap_side: int = 1024,
+) -> list[PictureAnalysis]:
+    """Analyse several pictures (a video's frames) as analyze_picture does each, with every face of every picture
+    in one batch through the model."""
+    plans = [picture_plan(image, finder=finder, framing=framing) for image in images]
+    predictions = iter(detector.analyze([crop for plan in plans for crop in plan.inputs]))
+    return [
+        picture_conclude(plan, image, [next(predictions) for _ in plan.inputs], heatmap_side=heatmap_side)
+        for plan, image in zip(plans, images, strict=True)
+    ]
+
+
+def picture_plan(image: Image.Image, *, finder: FaceFinder | None, framing: float | None) -> PicturePlan:
     started = time.perf_counter()
     found = finder.find_all(image) if finder is not None else []
     faces_ms = (time.perf_counter() - started) * 1000
     judged = [face for face in found if face.side >= finder.min_face_side] if finder is not None else []
-    if not judged:
-        (prediction,) = detector.analyze([image])
-        scope = NO_FACE if finder is not None else IMAGE
-        heatmap = _resized(prediction.heatmap, _bounded(image.size, heatmap_side))
+    return PicturePlan(
+        found=found,
+        judged=judged,
+        frames=[frame_box(face, image.size, framing=framing) for face in judged],
+        inputs=[crop_face(image, face, framing=framing) for face in judged] or [image],
+        faces_ms=faces_ms,
+        whole_scope=NO_FACE if finder is not None else IMAGE,
+    )
+
+
+def picture_conclude(
+    plan: PicturePlan, image: Image.Image, predictions: list[Prediction], *, heatmap_side: int
+) -> PictureAnalysis:
+    """The picture's result from the model's predictions for its plan's inputs: the most suspicious face decides."""
+    timings = {
+        "faces_ms": plan.faces_ms,
+        "inference_ms": sum(p.inference_ms for p in predictions),
+        "heatmap_ms": sum(p.heatmap_ms for p in predictions),
+    }
+    if not plan.judged:
+        (prediction,) = predictions
         return PictureAnalysis(
-            scope=scope,
+            scope=plan.whole_scope,
             probability_fake=prediction.probability_fake,
             label=prediction.label,
-            heatmap=heatmap,
+            heatmap=_resized(prediction.heatmap, _bounded(image.size, heatmap_side)),
             faces=[],
-            small_faces=len(found),
-            faces_ms=faces_ms,
-            inference_ms=prediction.inference_ms,
-            heatmap_ms=prediction.heatmap_ms,
+            small_faces=len(plan.found),
+            **timings,
         )
-    frames = [frame_box(face, image.size, framing=framing) for face in judged]
-    crops = [crop_face(image, face, framing=framing) for face in judged]
-    predictions = detector.analyze(crops)
     results = [
         FaceResult(face=face, frame=frame, crop=crop, prediction=prediction)
-        for face, frame, crop, prediction in zip(judged, frames, crops, predictions, strict=True)
+        for face, frame, crop, prediction in zip(plan.judged, plan.frames, plan.inputs, predictions, strict=True)
     ]
     decisive = max(predictions, key=lambda p: p.probability_fake)
     return PictureAnalysis(
@@ -87,10 +134,8 @@ def analyze_picture(
         label=decisive.label,
         heatmap=place_heatmaps(results, image.size, heatmap_side),
         faces=results,
-        small_faces=len(found) - len(judged),
-        faces_ms=faces_ms,
-        inference_ms=sum(p.inference_ms for p in predictions),
-        heatmap_ms=sum(p.heatmap_ms for p in predictions),
+        small_faces=len(plan.found) - len(plan.judged),
+        **timings,
     )
 
 

@@ -536,8 +536,8 @@ def warm_up(detector, path: Path, *, finder, framing: float | None) -> None:
 
 
 def analysis_markdown(rows: list[dict], meta: dict) -> str:
-    def per_second(row: dict, *keys: str) -> str:
-        return f"{sum(row[k] for k in keys) / row['duration_s']:.3f}"
+    def per_second(row: dict, *keys: str, digits: int = 4) -> str:
+        return f"{sum(row[k] for k in keys) / row['duration_s']:.{digits}f}"
 
     lines = [
         f"Whole video analysis, seconds of wall time per second of video ({meta['seconds']:g} s clips, 30 fps, "
@@ -552,7 +552,7 @@ def analysis_markdown(rows: list[dict], meta: dict) -> str:
     for row in rows:
         lines.append(
             f"| {row['clip']} | {row['sampling']} | {row['frames']} ({row['frames_with_face']}) "
-            f"| **{per_second(row, 'wall')}** | {row['wall'] * 1000 / max(1, row['frames']):.0f} "
+            f"| **{per_second(row, 'wall', digits=3)}** | {row['wall'] * 1000 / max(1, row['frames']):.0f} "
             f"| {per_second(row, 'decode')} | {per_second(row, 'faces')} "
             f"| {per_second(row, 'inference', 'heatmap')} ({per_second(row, 'inference')} + "
             f"{per_second(row, 'heatmap')}) | {per_second(row, 'rendering')} | {per_second(row, 'rest')} "

@@ -226,7 +226,7 @@ class Detector:
     def batch(self, images: list[Image.Image] | torch.Tensor) -> torch.Tensor:
         return images if isinstance(images, torch.Tensor) else to_batch(images, self.input_size)
 
-    def _label(self, probability: float) -> str:
+    def label_of(self, probability: float) -> str:
         return FAKE if probability >= self.threshold else REAL
 
     def predict(self, images: list[Image.Image] | torch.Tensor) -> list[Prediction]:
@@ -236,7 +236,7 @@ class Detector:
         with torch.inference_mode():
             probabilities = torch.sigmoid(self.model.forward_head(features.to(self.device))).cpu().tolist()
         share = (time.perf_counter() - started) * 1000 / len(batch)
-        return [Prediction(p, self._label(p), None, share, 0.0) for p in probabilities]
+        return [Prediction(p, self.label_of(p), None, share, 0.0) for p in probabilities]
 
     def analyze(self, images: list[Image.Image] | torch.Tensor) -> list[Prediction]:
         batch = self.batch(images)
@@ -254,7 +254,7 @@ class Detector:
         n = len(batch)
         inference_ms, heatmap_ms = (forward_done - started) * 1000 / n, (finished - forward_done) * 1000 / n
         return [
-            Prediction(p, self._label(p), heatmap, inference_ms, heatmap_ms)
+            Prediction(p, self.label_of(p), heatmap, inference_ms, heatmap_ms)
             for p, heatmap in zip(probabilities.cpu().tolist(), heatmaps.cpu().numpy(), strict=True)
         ]
 

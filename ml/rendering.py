@@ -65,3 +65,18 @@ def encode(image: Image.Image, fmt: str = "webp", *, quality: int = 85) -> bytes
         **({} if pil_format == "PNG" else {"quality": quality}),
     )
     return buffer.getvalue()
+
+
+def draw_boxes(image: Image.Image, boxes: list[tuple[float, float, float, float]], *, labels: list[str]) -> Image.Image:
+    """A copy of the image with each (left, top, right, bottom) box outlined and labelled (e.g. "face 2 · 0.91")."""
+    from PIL import ImageDraw
+
+    drawn = image.convert("RGB")
+    draw = ImageDraw.Draw(drawn)
+    width = max(2, round(max(drawn.size) / 300))
+    for (left, top, right, bottom), label in zip(boxes, labels, strict=True):
+        draw.rectangle((left, top, right, bottom), outline=(255, 255, 255), width=width)
+        text_top = max(0, top - 12)
+        draw.rectangle(draw.textbbox((left, text_top), label), fill=(0, 0, 0))
+        draw.text((left, text_top), label, fill=(255, 255, 255))
+    return drawn

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 GPU_COMPOSE_FILE = ROOT / "docker-compose.gpu.yml"
-APP_SERVICES = ("release", "web", "worker", "beat")
+APP_SERVICES = ("release", "web", "worker", "video-worker", "beat")
 # Variables for interpolating the compose file, as an operator's .env would give them.
 COMPOSE_VARIABLES = {"POSTGRES_PASSWORD": "compose-test-password"}
 # manage.py commands the compose file calls that are still being written: their check is expected to fail until then.
@@ -304,9 +304,20 @@ def test_compose_runs_web_workers_database_and_broker_from_one_image_with_named_
     for name in APP_SERVICES:
         assert services[name]["build"]["context"] == "."
         assert services[name]["env_file"] == ".env"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "video-worker", "beat"):
         assert services[name]["depends_on"]["release"]["condition"] == "service_completed_successfully"
     assert services["release"]["depends_on"]["db"]["condition"] == "service_healthy"
+
+
+def test_images_and_videos_have_a_worker_each_on_their_own_queue(settings):
+    services = compose()["services"]
+
+    def queues(name: str) -> str:
+        command = services[name]["command"]
+        return command[command.index("--queues") + 1]
+
+    assert queues("worker") == "celery" and queues("video-worker") == settings.VIDEO_QUEUE
+    assert settings.CELERY_TASK_ROUTES["detection.tasks.video_run_task"]["queue"] == settings.VIDEO_QUEUE
 
 
 def test_compose_points_the_app_at_its_own_database_broker_and_volumes():

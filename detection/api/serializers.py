@@ -15,7 +15,10 @@ from detection.models import Analysis, DetectorModel
 class AnalysisUploadSerializer(serializers.Serializer):
     """The multipart form of POST /analyses/ (documentation only: the file itself goes to the services)."""
 
-    file = serializers.FileField(help_text="The image: JPEG, PNG or WebP, up to MAX_FILE_SIZE_MB megabytes.")
+    file = serializers.FileField(
+        help_text="The image (JPEG, PNG or WebP, up to MAX_FILE_SIZE_MB megabytes) or video (MP4, MOV or WebM, up to "
+        "MAX_VIDEO_SIZE_MB megabytes and MAX_VIDEO_SECONDS seconds). The type is decided by the content."
+    )
     keep_original = serializers.BooleanField(
         required=False,
         help_text="Keep the uploaded original after the analysis (default: the server's KEEP_ORIGINALS setting). "
@@ -99,8 +102,16 @@ class TimingsSerializer(serializers.Serializer):
 class ImageLinksSerializer(serializers.Serializer):
     original = serializers.URLField(allow_null=True, help_text="The upload, unless it was not kept.")
     thumbnail = serializers.URLField(allow_null=True)
-    heatmap = serializers.URLField(allow_null=True, help_text="Grad-CAM heatmap: where the model looked.")
+    heatmap = serializers.URLField(
+        allow_null=True, help_text="Grad-CAM heatmap: where the model looked (a video's: its most suspicious frame's)."
+    )
     overlay = serializers.URLField(allow_null=True, help_text="The heatmap laid over the image.")
+    frames = serializers.ListField(
+        child=serializers.URLField(),
+        required=False,
+        help_text="In an analysis's detail: a video's sampled frames, each with its heatmap and face boxes, in time "
+        "order; empty for an image.",
+    )
 
 
 class FaceBoxSerializer(serializers.Serializer):
@@ -126,10 +137,68 @@ class FaceSerializer(serializers.Serializer):
         return request.build_absolute_uri(path) if request else path
 
 
+class VideoSerializer(serializers.Serializer):
+    duration_s = serializers.FloatField()
+    frame_rate = serializers.FloatField()
+    frames_planned = serializers.IntegerField(
+        help_text="Frames sampled for analysis (VIDEO_FRAMES_PER_SECOND, capped)."
+    )
+    frames_done = serializers.IntegerField(help_text="Frames analysed so far.")
+    aggregation = serializers.DictField(
+        source="verdict_rule", help_text="How the frames made the verdict: the rule, k (frames averaged), frames."
+    )
+    stopped_reason = serializers.CharField(
+        allow_blank=True,
+        help_text="Why the analysis stopped before its last frame (time limit, damaged file), if it did.",
+    )
+
+
+class FindingSerializer(serializers.Serializer):
+    kind = serializers.CharField(
+        help_text="content_credentials, ai_generated, edited, camera, software, dates, no_metadata or metadata_error."
+    )
+    severity = serializers.ChoiceField(choices=["info", "notice", "warning"])
+    message = serializers.CharField(help_text="The finding, for a person.")
+    source = serializers.CharField(help_text="Where it was read: EXIF, XMP, PNG text, C2PA or container.")
+    details = serializers.DictField()
+
+
+class FrameFaceSerializer(FaceBoxSerializer):
+    track = serializers.IntegerField(help_text="The same number for the same face across frames.")
+    detection_score = serializers.FloatField()
+    probability_fake = serializers.FloatField(min_value=0, max_value=1)
+
+
+class FrameSerializer(serializers.Serializer):
+    number = serializers.IntegerField(help_text="1 for the first sampled frame, then in time order.")
+    timestamp_s = serializers.FloatField()
+    probability_fake = serializers.FloatField(min_value=0, max_value=1)
+    label = serializers.ChoiceField(choices=Analysis.Label.choices)
+    verdict = serializers.ChoiceField(choices=Analysis.Verdict.choices)
+    scope = serializers.ChoiceField(choices=Analysis.Scope.choices)
+    faces = FrameFaceSerializer(many=True)
+    image = serializers.SerializerMethodField(help_text="The frame with its heatmap and face boxes.")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image(self, frame) -> str:
+        path = reverse("api:analysis-frame-image", args=[frame.analysis.public_id, frame.number])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class TimelinePointSerializer(serializers.Serializer):
+    t = serializers.FloatField(source="timestamp_s", help_text="Seconds from the start.")
+    probability_fake = serializers.FloatField(min_value=0, max_value=1)
+
+
 class AnalysisSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     url = serializers.SerializerMethodField()
+    kind = serializers.ChoiceField(choices=Analysis.Kind.choices)
     status = serializers.ChoiceField(choices=Analysis.Status.choices)
+    progress = serializers.IntegerField(
+        allow_null=True, help_text="A video's percentage of frames analysed (100 once done); null for an image."
+    )
     error_message = serializers.SerializerMethodField()
     source = serializers.ChoiceField(choices=Analysis.Source.choices)
     file_name = serializers.CharField(source="original_name")
@@ -150,6 +219,12 @@ class AnalysisSerializer(serializers.Serializer):
     )
     faces = FaceSerializer(many=True, help_text="The faces analysed, largest first; empty unless scope is `faces`.")
     small_faces = serializers.IntegerField(help_text="Faces found but too small to judge (not analysed).")
+    video = serializers.SerializerMethodField()
+    provenance = FindingSerializer(
+        many=True,
+        help_text="What the file's metadata says of its origin (EXIF, XMP, PNG text, C2PA): informs, never changes "
+        "the verdict. Empty until the analysis has run.",
+    )
     timings = TimingsSerializer(source="*")
     images = serializers.SerializerMethodField()
 
@@ -169,6 +244,10 @@ class AnalysisSerializer(serializers.Serializer):
     def get_error_message(self, analysis: Analysis) -> str | None:
         return analysis.error_message or None
 
+    @extend_schema_field(VideoSerializer(allow_null=True))
+    def get_video(self, analysis: Analysis) -> dict | None:
+        return VideoSerializer(analysis).data if analysis.kind == Analysis.Kind.VIDEO else None
+
     @extend_schema_field(ImageLinksSerializer)
     def get_images(self, analysis: Analysis) -> dict:
         return {
@@ -179,7 +258,25 @@ class AnalysisSerializer(serializers.Serializer):
         }
 
 
-class SubmissionSerializer(AnalysisSerializer):
+class AnalysisDetailSerializer(AnalysisSerializer):
+    """One analysis, with a video's frames and timeline (the list leaves them out)."""
+
+    frames = FrameSerializer(
+        many=True, help_text="A video's sampled frames analysed so far, in time order; empty for an image."
+    )
+    timeline = TimelinePointSerializer(
+        source="frames", many=True, help_text="P(fake) over time: one point per sampled frame."
+    )
+
+    @extend_schema_field(ImageLinksSerializer)
+    def get_images(self, analysis: Analysis) -> dict:
+        frames = [
+            reverse("api:analysis-frame-image", args=[analysis.public_id, f.number]) for f in analysis.frames.all()
+        ]
+        return {**super().get_images(analysis), "frames": [self._absolute(path) for path in frames]}
+
+
+class SubmissionSerializer(AnalysisDetailSerializer):
     reused = serializers.SerializerMethodField(
         help_text="True when you had already submitted this exact image and the same model version answered it: "
         "the earlier analysis is returned instead of a new one."

@@ -13,6 +13,11 @@ urlpatterns = [
         views.AnalysisFaceImageView.as_view(),
         name="analysis-face-image",
     ),
+    path(
+        "analyses/<uuid:public_id>/images/frames/<int:number>/",
+        views.AnalysisFrameImageView.as_view(),
+        name="analysis-frame-image",
+    ),
     path("models/", views.DetectorModelListView.as_view(), name="model-list"),
     path("models/active/", views.ActiveDetectorModelView.as_view(), name="model-active"),
     re_path(r"^.*$", views.api_not_found),

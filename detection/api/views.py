@@ -15,6 +15,7 @@ from detection import presentation, selectors, services
 from detection.api import examples
 from detection.api.errors import error_body, error_json_response
 from detection.api.serializers import (
+    AnalysisDetailSerializer,
     AnalysisFilterSerializer,
     AnalysisSerializer,
     AnalysisUploadSerializer,
@@ -23,7 +24,7 @@ from detection.api.serializers import (
     SubmissionSerializer,
     SubmitOptionsSerializer,
 )
-from detection.models import Analysis, AnalysisFace
+from detection.models import Analysis, AnalysisFace, AnalysisFrame
 from detection.throttling import UploadRateThrottle
 
 
@@ -197,12 +198,12 @@ class AnalysisDetailView(APIView):
     @extend_schema(
         operation_id="analyses_retrieve",
         summary="One of your analyses",
-        responses={200: AnalysisSerializer, **examples.error_responses(401, 404, 429)},
+        responses={200: AnalysisDetailSerializer, **examples.error_responses(401, 404, 429)},
         examples=[examples.ANALYSIS_DONE],
     )
     def get(self, request, public_id):
         analysis = _analysis_or_404(request, public_id)
-        return Response(AnalysisSerializer(analysis, context={"request": request}).data)
+        return Response(AnalysisDetailSerializer(analysis, context={"request": request}).data)
 
     @extend_schema(
         operation_id="analyses_destroy",
@@ -264,6 +265,28 @@ class AnalysisFaceImageView(APIView):
             return presentation.face_picture_response(selectors.analysis_face_get(analysis=analysis, number=number))
         except (AnalysisFace.DoesNotExist, presentation.PictureMissing):
             raise NotFound(f"This analysis has no picture of a face number {number}.") from None
+
+
+class AnalysisFrameImageView(APIView):
+    @extend_schema(
+        operation_id="analyses_frame_image",
+        summary="One sampled frame of your video analysis",
+        description="The frame with its Grad-CAM heatmap and the boxes of the faces judged. The links are in the "
+        "analysis's `images.frames` and in each entry of its `frames`.",
+        responses={
+            (200, "image/webp"): OpenApiTypes.BINARY,
+            **{
+                (code, "application/json"): response
+                for code, response in examples.error_responses(401, 404, 429).items()
+            },
+        },
+    )
+    def get(self, request, public_id, number):
+        analysis = _analysis_or_404(request, public_id)
+        try:
+            return presentation.frame_picture_response(selectors.analysis_frame_get(analysis=analysis, number=number))
+        except (AnalysisFrame.DoesNotExist, presentation.PictureMissing):
+            raise NotFound(f"This analysis has no picture of a frame number {number}.") from None
 
 
 class DetectorModelListView(GenericAPIView):

@@ -1,10 +1,12 @@
-"""Writes, split by domain: analyses (submitting, running, deleting, sweeping) and detector models (registering,
-checking, activating, evaluating). Both reach the ml engine only through detection.engine and send background work
-only through detection.dispatch. The names callers use are gathered here."""
+"""Writes, split by domain: analyses (submitting, running, deleting, sweeping; videos' own checks and frames in
+videos, the files both share in files) and detector models (registering, checking, activating, evaluating). Both
+reach the ml engine only through detection.engine and send background work only through detection.dispatch. The
+names callers use are gathered here."""
 
 from detection.services.analyses import (
     ACCEPTED_DESCRIPTION,
     ACCEPTED_FORMATS,
+    ACCEPTED_UPLOADS,
     RetentionReport,
     Submission,
     SweepReport,
@@ -22,6 +24,7 @@ from detection.services.analyses import (
     file_too_large,
     image_inspect,
     megabytes,
+    upload_size_limit,
 )
 from detection.services.detector_models import (
     detector_model_activate,
@@ -39,10 +42,14 @@ from detection.services.detector_models import (
     detector_model_verify_weights,
     uploaded_file_sha256,
 )
+from detection.services.videos import VIDEO_DESCRIPTION, VIDEO_EXTENSIONS
 
 __all__ = [
     "ACCEPTED_DESCRIPTION",
     "ACCEPTED_FORMATS",
+    "ACCEPTED_UPLOADS",
+    "VIDEO_DESCRIPTION",
+    "VIDEO_EXTENSIONS",
     "RetentionReport",
     "Submission",
     "SweepReport",
@@ -73,5 +80,6 @@ __all__ = [
     "file_too_large",
     "image_inspect",
     "megabytes",
+    "upload_size_limit",
     "uploaded_file_sha256",
 ]

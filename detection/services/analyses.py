@@ -1,4 +1,5 @@
-"""Analyses: submitting images, running them through the engine, deleting them, sweeping up stuck work."""
+"""Analyses: submitting images and videos, running them through the engine, deleting them, sweeping up stuck work.
+What is particular to videos (their checks, their frames) is in videos.py."""
 
 import hashlib
 import io
@@ -26,7 +27,6 @@ from detection.errors import (
     FileTooLarge,
     IdempotencyKeyReused,
     ImageTooLarge,
-    ImageTooSmall,
     MissingFile,
     ModelUnusable,
     NoActiveModel,
@@ -34,6 +34,8 @@ from detection.errors import (
     UnsupportedMediaType,
 )
 from detection.models import Analysis, AnalysisFace, IdempotencyKey
+from detection.services import videos
+from detection.services.files import original_bytes, picture_size_check, pictures_save, provenance_findings
 from detection.signals import delete_files_on_commit
 from ml.errors import TooManyPixelsError, UnreadableImageError
 
@@ -42,11 +44,8 @@ logger = logging.getLogger(__name__)
 # Pillow's format name → (media type, file extension) for the formats the product accepts.
 ACCEPTED_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 ACCEPTED_DESCRIPTION = "JPEG, PNG or WebP"
+ACCEPTED_UPLOADS = f"an image ({ACCEPTED_DESCRIPTION}) or a video ({videos.VIDEO_DESCRIPTION})"
 SWEEP_GRACE_SECONDS = 30
-# Below this many pixels on the shorter side, or beyond this ratio of the sides, a picture holds too little for a
-# verdict to mean anything (the detector would see a few pixels blown up, or a sliver squeezed into a square).
-MIN_IMAGE_SIDE = 32
-MAX_ASPECT_RATIO = 10
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ class ImageFacts:
     extension: str
     width: int
     height: int
+    kind: str = Analysis.Kind.IMAGE
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
         raise ImageTooLarge(_too_many_pixels(name, max_pixels)) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise UnsupportedMediaType(
-            f"“{name}” is not an image in a supported format ({ACCEPTED_DESCRIPTION})."
+            f"“{name}” is neither an image ({ACCEPTED_DESCRIPTION}) nor a video ({videos.VIDEO_DESCRIPTION})."
         ) from None
     if file_format not in ACCEPTED_FORMATS:
         raise UnsupportedMediaType(
@@ -103,17 +103,7 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
         raise ImageTooLarge(_too_many_pixels(name, max_pixels)) from None
     except UnreadableImageError as exc:
         raise CorruptImage(f"“{name}” cannot be used: {exc}") from None
-    shorter, longer = sorted((decoded.width, decoded.height))
-    if shorter < MIN_IMAGE_SIDE:
-        raise ImageTooSmall(
-            f"“{name}” is {decoded.width} × {decoded.height} pixels: too small to judge. Images need at least "
-            f"{MIN_IMAGE_SIDE} pixels on each side."
-        )
-    if longer > MAX_ASPECT_RATIO * shorter:
-        raise ImageTooSmall(
-            f"“{name}” is {decoded.width} × {decoded.height} pixels: too narrow to judge. The longer side may be at "
-            f"most {MAX_ASPECT_RATIO} times the shorter one; crop the part you want checked."
-        )
+    picture_size_check(name, decoded.width, decoded.height)
     media_type, extension = ACCEPTED_FORMATS[file_format]
     return ImageFacts(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -125,10 +115,21 @@ def image_inspect(*, data: bytes, name: str) -> ImageFacts:
     )
 
 
+def upload_size_limit() -> int:
+    """The largest file any upload may carry: an image's or a video's limit, whichever is larger."""
+    return max(settings.MAX_FILE_SIZE, settings.MAX_VIDEO_SIZE)
+
+
 def file_too_large(name: str, size: int | None) -> FileTooLarge:
-    """The refusal of a file over MAX_FILE_SIZE; size None when it was stopped while arriving (its size unknown)."""
-    actual = megabytes(size) if size is not None else f"over {settings.MAX_FILE_SIZE_MB} MB"
-    return FileTooLarge(f"“{name}” is {actual}; files up to {settings.MAX_FILE_SIZE_MB} MB are accepted.")
+    """The refusal of an image over MAX_FILE_SIZE; size None when a file was stopped while arriving, past even the
+    video limit (its size and kind unknown)."""
+    if size is None:
+        return FileTooLarge(
+            f"“{name}” is over {max(settings.MAX_FILE_SIZE_MB, settings.MAX_VIDEO_SIZE_MB)} MB; images up to "
+            f"{settings.MAX_FILE_SIZE_MB} MB "
+            f"and videos up to {settings.MAX_VIDEO_SIZE_MB} MB are accepted."
+        )
+    return FileTooLarge(f"“{name}” is {megabytes(size)}; images up to {settings.MAX_FILE_SIZE_MB} MB are accepted.")
 
 
 def _read_upload(file) -> bytes:
@@ -141,22 +142,27 @@ def _read_upload(file) -> bytes:
 def analysis_create(
     *, user: User, file, source: str, keep_original: bool | None = None, idempotency_key: str = ""
 ) -> Submission:
-    """Validate and store an uploaded image, record an analysis and queue it once the row is committed.
+    """Validate and store an uploaded image or video, record an analysis and queue it once the row is committed.
 
     An identical image the user already submitted for the same model version (or still waiting) is answered by that
     analysis, even when both uploads arrive at once. With an idempotency key, a repeat of the same request (same key,
     same file) is answered by the first one's analysis; the same key with another file is refused.
     """
     if file is None:
-        raise MissingFile("No file was sent. Choose a JPEG, PNG or WebP image.")
-    name = (file.name or "image").rsplit("/", 1)[-1][:255]
-    data = _read_upload(file)
-    facts = image_inspect(data=data, name=name)
+        raise MissingFile(f"No file was sent. Choose {ACCEPTED_UPLOADS}.")
+    name = (file.name or "upload").rsplit("/", 1)[-1][:255]
+    if videos.upload_is_video(file):
+        facts = videos.video_inspect(file=file, name=name)
+        content = file
+    else:
+        data = _read_upload(file)
+        facts = image_inspect(data=data, name=name)
+        content = ContentFile(data)
     if idempotency_key:
         earlier = _idempotency_key_answer(user=user, key=idempotency_key, sha256=facts.sha256)
         if earlier is not None:
             return earlier
-    submission = _analysis_submit(user, name, data, facts, source=source, keep_original=keep_original)
+    submission = _analysis_submit(user, name, content, facts, source=source, keep_original=keep_original)
     if idempotency_key:
         try:
             with transaction.atomic():
@@ -180,10 +186,11 @@ def _idempotency_key_answer(*, user: User, key: str, sha256: str) -> Submission 
     return Submission(analysis=earlier.analysis, reused=True, queued=True)
 
 
-def _analysis_submit(user: User, name: str, data: bytes, facts: ImageFacts, *, source, keep_original) -> Submission:
+def _analysis_submit(user: User, name: str, content, facts, *, source, keep_original) -> Submission:
+    """facts: ImageFacts or videos.VideoFacts; content: the file's bytes as a Django File."""
     detector_model = selectors.detector_model_get_active()
     if detector_model is None:
-        raise NoActiveModel("No detector model is active yet, so images cannot be analysed. Please try again later.")
+        raise NoActiveModel("No detector model is active yet, so nothing can be analysed. Please try again later.")
     existing = selectors.analysis_find_reusable(user=user, sha256=facts.sha256, detector_model=detector_model)
     if existing is not None:
         return Submission(analysis=existing, reused=True, queued=True)
@@ -199,14 +206,18 @@ def _analysis_submit(user: User, name: str, data: bytes, facts: ImageFacts, *, s
         file_size=facts.size,
         width=facts.width,
         height=facts.height,
+        kind=facts.kind,
+        duration_s=getattr(facts, "duration_s", None),
+        frame_rate=getattr(facts, "frame_rate", None),
+        frames_planned=getattr(facts, "frames_planned", 0),
         keep_original=settings.KEEP_ORIGINALS if keep_original is None else keep_original,
     )
     try:
-        analysis.original.save(f"{public_id}.{facts.extension}", ContentFile(data), save=False)
+        analysis.original.save(f"{public_id}.{facts.extension}", content, save=False)
     except Exception as exc:  # any storage backend failure: the upload is refused and nothing is kept
         logger.exception("Storing the original of %s failed", public_id)
         raise StorageUnavailable(
-            f"The image could not be stored ({exc.__class__.__name__}). Nothing was saved; please try again later."
+            f"The file could not be stored ({exc.__class__.__name__}). Nothing was saved; please try again later."
         ) from exc
     try:
         with transaction.atomic():
@@ -235,8 +246,16 @@ def _sent(analysis: Analysis) -> bool:
 
 
 def analysis_enqueue(*, analysis_id: int) -> bool:
-    """Hand the analysis to a worker (or the in-process runner); False when the broker cannot be reached."""
-    queued = dispatch.send(dispatch.ANALYSIS, analysis_id)
+    """Hand the analysis to a worker (or the in-process runner); False when the broker cannot be reached. A video
+    goes to the video queue, with time limits for its length."""
+    analysis = Analysis.objects.filter(pk=analysis_id).only("kind", "frames_planned").first()
+    if analysis is None:  # deleted before it could be sent
+        return False
+    if analysis.kind == Analysis.Kind.VIDEO:
+        limits = {"soft_time_limit": analysis.soft_time_limit, "time_limit": analysis.time_limit}
+        queued = dispatch.send(dispatch.VIDEO, analysis_id, **limits)
+    else:
+        queued = dispatch.send(dispatch.ANALYSIS, analysis_id)
     if queued:
         Analysis.objects.filter(pk=analysis_id).update(enqueued_at=timezone.now())
     return queued
@@ -248,63 +267,39 @@ def _analysis_fail(analysis: Analysis, message: str) -> None:
         analysis_original_discard(analysis=analysis)
 
 
-def _pictures_save(analysis: Analysis, pictures: list[tuple]) -> None:
-    """Store (field, bytes, stem) pictures under names derived from the analysis and the stem; on failure, leave none
-    of them behind."""
-    try:
-        for field, data, stem in pictures:
-            extension = "png" if data.startswith(b"\x89PNG") else "webp"
-            name = field.field.generate_filename(field.instance, f"{analysis.public_id}-{stem}.{extension}")
-            # A run killed half-way may have left this very file: replace it rather than keep a second copy.
-            # Storages that overwrite (S3, Cloudinary) replace it anyway, without a round-trip to ask.
-            if not getattr(field.storage, "file_overwrite", False) and field.storage.exists(name):
-                field.storage.delete(name)
-            field.save(name.rsplit("/", 1)[-1], ContentFile(data), save=False)
-    except Exception as exc:  # any storage backend failure
-        for field, _, _ in pictures:
-            if field:
-                field.delete(save=False)
-        raise AnalysisFailure(
-            f"The results could not be stored ({exc.__class__.__name__}: {exc}). Please try again later."
-        ) from exc
-
-
-def _original_bytes(analysis: Analysis) -> bytes:
-    try:
-        with analysis.original.open("rb") as handle:
-            return handle.read()
-    except Exception as exc:
-        raise AnalysisFailure(
-            f"The uploaded image could not be read back from storage ({exc.__class__.__name__})."
-        ) from exc
-
-
-def _analyse(analysis: Analysis) -> tuple:
-    """Run the active model on the analysis's image through the engine and store the pictures; the model, the
-    outcome and the faces' rows to record. AnalysisFailure says why not."""
+def _image_analyse(analysis: Analysis, started: float) -> bool:
+    """Run the active model on the analysis's image through the engine, store the pictures and record the result;
+    False when the analysis was deleted meanwhile. AnalysisFailure says why it could not be analysed."""
     detector_model = selectors.detector_model_get_active()
     if detector_model is None:
         raise AnalysisFailure("No detector model is active, so the image could not be analysed.")
+    data = original_bytes(analysis)
     try:
-        outcome = engine.analyze(detector_model, _original_bytes(analysis), keep_original=analysis.keep_original)
+        outcome = engine.analyze(detector_model, data, keep_original=analysis.keep_original)
     except ModelUnusable as exc:
         raise AnalysisFailure(str(exc)) from exc
+    analysis.provenance = provenance_findings(data, media_type=analysis.media_type)
     faces = [
         AnalysisFace(analysis=analysis, number=number, **face.box, detection_score=face.detection_score,
                      probability_fake=face.probability_fake, label=face.label)
         for number, face in enumerate(outcome.faces, start=1)
     ]  # fmt: skip
-    pictures = [(getattr(analysis, kind), data, kind) for kind, data in outcome.pictures.items()]
+    pictures = [(getattr(analysis, kind), picture, kind) for kind, picture in outcome.pictures.items()]
     pictures += [
         (row.overlay, face.picture, f"face{row.number}-overlay") for row, face in zip(faces, outcome.faces, strict=True)
     ]
-    _pictures_save(analysis, pictures)
-    return detector_model, outcome, faces
+    pictures_save(analysis, pictures)
+    total_ms = (time.perf_counter() - started) * 1000
+    if not analysis.record_result(outcome, detector_model=detector_model, faces=faces, total_ms=total_ms):
+        # Deleted while it ran: the pictures just stored belong to nobody.
+        delete_files_on_commit(analysis.own_files() + [face.overlay for face in faces])
+        return False
+    return True
 
 
 def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
-    """Claim the analysis, run the active detector on its image (face by face for a face model) and record the
-    verdict, the faces and the pictures.
+    """Claim the analysis, run the active detector on its image (face by face for a face model) or its video's
+    sampled frames, and record the verdict, the faces or frames, the pictures and the file's provenance findings.
 
     Safe to call again for the same analysis (redelivered tasks): finished analyses are left as they are.
     """
@@ -313,20 +308,18 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
         return None
     started = time.perf_counter()
     try:
-        detector_model, outcome, faces = _analyse(analysis)
+        if analysis.kind == Analysis.Kind.VIDEO:
+            recorded = videos.video_analyse(analysis, started=started)
+        else:
+            recorded = _image_analyse(analysis, started)
     except AnalysisFailure as exc:
         logger.warning("Analysis %s failed: %s", analysis.public_id, exc)
         _analysis_fail(analysis, str(exc))
         return analysis
     except SoftTimeLimitExceeded:
-        _analysis_fail(
-            analysis, f"The analysis took longer than {settings.ANALYSIS_SOFT_TIME_LIMIT} seconds and was stopped."
-        )
+        _analysis_fail(analysis, f"The analysis took longer than {analysis.soft_time_limit} seconds and was stopped.")
         return analysis
-    total_ms = (time.perf_counter() - started) * 1000
-    if not analysis.record_result(outcome, detector_model=detector_model, faces=faces, total_ms=total_ms):
-        # Deleted while it ran: the pictures just stored belong to nobody.
-        delete_files_on_commit(analysis.own_files() + [face.overlay for face in faces])
+    if not recorded:
         return None
     if not analysis.keep_original:
         analysis_original_discard(analysis=analysis)
@@ -334,7 +327,7 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
 
 
 def analysis_original_discard(*, analysis: Analysis) -> None:
-    """Delete the stored original; the verdict, thumbnail, heatmap and overlay stay."""
+    """Delete the stored original; the verdict, thumbnail, heatmap, overlay (and a video's frames) stay."""
     if analysis.original:
         analysis.original.delete(save=False)
         Analysis.objects.filter(pk=analysis.pk).update(original="")
@@ -436,6 +429,8 @@ def analysis_sweep(*, now=None) -> SweepReport:
         status=Analysis.Status.RUNNING, started_at__lt=now - timedelta(seconds=settings.ANALYSIS_TIME_LIMIT + 30)
     )
     for analysis in overdue:
+        if now - analysis.started_at < timedelta(seconds=analysis.time_limit + 30):  # a video, still within its own
+            continue
         if analysis.attempts >= settings.ANALYSIS_MAX_ATTEMPTS:
             _analysis_fail(
                 analysis,
@@ -458,7 +453,8 @@ def analysis_sweep(*, now=None) -> SweepReport:
 
 
 def analysis_rerun(*, analysis: Analysis) -> Analysis:
-    """Analyse the image again with the active model, replacing the result (the admin log keeps the old verdict)."""
+    """Analyse the image or video again with the active model, replacing the result (the admin log keeps the old
+    verdict)."""
     active = selectors.detector_model_get_active()
     if active is None:
         raise ValidationError("No detector model is active, so nothing can be run again.")
@@ -466,11 +462,12 @@ def analysis_rerun(*, analysis: Analysis) -> Analysis:
         raise ValidationError(f"“{analysis}” has not finished yet; it will run with the active model anyway.")
     if not analysis.original:
         raise ValidationError(
-            f"“{analysis}” cannot run again: its original image was not kept (privacy setting), only its results."
+            f"“{analysis}” cannot run again: its original file was not kept (privacy setting), only its results."
         )
     with transaction.atomic():
         delete_files_on_commit([analysis.heatmap, analysis.overlay])
-        analysis.faces.all().delete()  # each face's picture goes with it (detection.signals)
+        analysis.faces.all().delete()  # each face's and frame's picture goes with it (detection.signals)
+        analysis.frames.all().delete()
         analysis.requeue()
         try:
             with transaction.atomic():

@@ -42,6 +42,18 @@ def staff_client(client, django_user_model):
 
 
 @pytest.fixture
+def api_client(user):
+    """An API client with a Bearer token of `user`."""
+    from rest_framework.test import APIClient
+
+    from accounts.services import api_token_create
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='tests')[1]}")
+    return client
+
+
+@pytest.fixture
 def upload(make_image_bytes):
     """An uploaded file as Django hands it to views: upload("cat.png", fmt="PNG", seed=2) or upload("x", data=b"")."""
 
@@ -83,9 +95,10 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.05, what: str = "
 
 
 class Worker:
-    """A real `celery worker` subprocess (one prefork child) on the test database, media folder and broker."""
+    """A real `celery worker` subprocess (one prefork child) on the test database, media folder and broker, taking
+    the tasks of the given queues (images: "celery", videos: "videos")."""
 
-    def __init__(self, *, broker_url: str, media: Path, data_dir: Path, log: Path):
+    def __init__(self, *, broker_url: str, media: Path, data_dir: Path, log: Path, queues: str = "celery"):
         self.log = log
         env = {
             **os.environ,
@@ -104,6 +117,7 @@ class Worker:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            f"--queues={queues}",
             "-n",
             "test@%h",
         ]
@@ -158,9 +172,13 @@ def broker(settings):
 def start_worker(tmp_path, _media_in_tmp):
     workers = []
 
-    def start(broker_url: str) -> Worker:
+    def start(broker_url: str, *, queues: str = "celery") -> Worker:
         worker = Worker(
-            broker_url=broker_url, media=_media_in_tmp, data_dir=tmp_path / "worker-data", log=tmp_path / "worker.log"
+            broker_url=broker_url,
+            media=_media_in_tmp,
+            data_dir=tmp_path / "worker-data",
+            log=tmp_path / f"worker-{len(workers)}.log",
+            queues=queues,
         )
         workers.append(worker)
         return worker

@@ -126,7 +126,7 @@ def test_rerun_is_refused_without_the_original_or_while_unfinished(staff_client,
         )
 
     shown = page_messages(response)
-    assert "its original image was not kept" in shown and "has not finished yet" in shown
+    assert "its original file was not kept" in shown and "has not finished yet" in shown
     assert Analysis.objects.get(pk=analysed.pk).status == Analysis.Status.DONE
     assert Analysis.objects.get(pk=waiting.pk).attempts == 0
     assert not LogEntry.objects.exists()

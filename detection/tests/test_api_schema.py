@@ -46,6 +46,7 @@ def test_the_schema_documents_every_endpoint_with_examples(client):
         ("DELETE", "/api/v1/analyses/{public_id}/"),
         ("GET", "/api/v1/analyses/{public_id}/images/{kind}/"),
         ("GET", "/api/v1/analyses/{public_id}/faces/{number}/image/"),
+        ("GET", "/api/v1/analyses/{public_id}/images/frames/{number}/"),
         ("GET", "/api/v1/models/"),
         ("GET", "/api/v1/models/active/"),
     }

@@ -161,7 +161,7 @@ def test_sign_up_upload_see_result_find_export_delete(
     good = items.filter(has_text="holiday.jpg")
     good.get_by_role("link", name="View result").wait_for(timeout=RESULT_TIMEOUT_MS)
     notes = items.filter(has_text="notes.txt").get_by_role("alert")
-    assert notes.inner_text() == "“notes.txt” is not an image in a supported format (JPEG, PNG or WebP)."
+    assert notes.inner_text() == "“notes.txt” is neither an image (JPEG, PNG or WebP) nor a video (MP4, MOV or WebM)."
     assert items.filter(has_text="empty.jpg").get_by_role("alert").inner_text() == "“empty.jpg” is empty (0 bytes)."
     assert good.locator(".badge").inner_text() in {"Real", "Fake", "Uncertain"}
     analysis = Analysis.objects.get(owner__username="browser-user")
@@ -323,6 +323,34 @@ def test_a_photos_faces_are_boxed_over_it_and_each_opens_as_the_model_saw_it(
     assert card.evaluate("card => getComputedStyle(card).outlineStyle") == "solid"
     assert card.get_by_role("img").evaluate("image => image.naturalWidth") > 0
     screenshots(page, artifacts, "result-faces")
+
+    assert guard.errors == [], f"console errors: {guard.errors}"
+    assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"
+
+
+def test_a_video_uploaded_on_the_page_shows_a_timeline_whose_points_open_their_frames(
+    live_server, browser_context, active_face_model, user, password, artifacts, tmp_path
+):
+    from detection.tests.test_videos import FPS, clip_frames
+    from ml.video import video_write
+
+    clip = tmp_path / "clip.mp4"
+    video_write(clip, clip_frames(4), fps=FPS)
+    page, guard = signed_in_page(browser_context, live_server, user, password)
+    page.goto(live_server.url + "/analyses/new/")
+    page.locator("#id_files").set_input_files(str(clip))
+    page.locator("#upload-list > li").get_by_role("link", name="View result").click(timeout=RESULT_TIMEOUT_MS)
+
+    points = page.locator("[data-frame-point]")
+    points.first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert points.count() == 4 and page.locator("[data-track='1']").count() == 1
+    page.wait_for_function("() => [...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    # Choosing a point of the timeline shows that frame (htmx swaps it in, the page stays).
+    page.locator("[data-frame-point='2']").click()
+    page.locator(".frame-view[data-frame='2']").wait_for()
+    assert page.locator(".frame-view img").evaluate("image => image.complete && image.naturalWidth > 0")
+    assert page.locator("[data-finding]").count() >= 1
+    screenshots(page, artifacts, "result-video")
 
     assert guard.errors == [], f"console errors: {guard.errors}"
     assert guard.outside == [], f"requests that left 127.0.0.1: {guard.outside}"

@@ -112,7 +112,7 @@ def test_exports_carry_the_faces(user, active_face_model, upload, user_client):
     assert exported["result"]["scope"] == "faces" and len(exported["faces"]) == 2
     assert "most suspicious face decides" in exported["result"]["verdict_rule"]
     header, row = csv_text.splitlines()[:2]
-    assert header.split(",")[7:9] == ["scope", "faces"] and row.split(",")[7:9] == ["faces", "2"]
+    assert header.split(",")[8:10] == ["scope", "faces"] and row.split(",")[8:10] == ["faces", "2"]
 
 
 def test_deleting_the_analysis_deletes_its_face_pictures(user, active_face_model, upload, run_inline, _media_in_tmp):

@@ -39,8 +39,8 @@ def test_the_browser_checks_mirror_the_server_limits(user_client, settings):
 
     assert 'data-max-bytes="3145728"' in html and 'data-max-mb="3"' in html
     assert 'data-accept-types="image/jpeg,image/png,image/webp"' in html
-    assert 'accept="image/jpeg,image/png,image/webp,.jpeg,.jpg,.png,.webp"' in html
-    assert "JPEG, PNG or WebP, up to 3 MB each" in html
+    assert 'accept="image/jpeg,image/png,image/webp,.jpeg,.jpg,.png,.webp,video/mp4,video/quicktime,video/webm,' in html
+    assert "Images (JPEG, PNG or WebP) up to 3 MB each" in html
     assert 'name="files" multiple' in html
     assert "detection/upload.js" in html
 
@@ -51,6 +51,7 @@ def test_every_file_of_a_drop_gets_its_own_outcome(
 ):
     settings.MAX_FILE_SIZE_MB = 1
     settings.MAX_FILE_SIZE = 1024 * 1024
+    settings.MAX_VIDEO_SIZE_MB, settings.MAX_VIDEO_SIZE = 1, 1024 * 1024
     client.force_login(user)
     truncated = make_image_bytes(400, 300)
     files = [
@@ -68,10 +69,10 @@ def test_every_file_of_a_drop_gets_its_own_outcome(
     assert response.status_code == 201  # some went through
     items = upload_items(response.content.decode())
     assert list(items) == ["first.jpg", "notes.txt", "empty.png", "broken.jpg", "huge.png", "bomb.png", "second.png"]
-    assert "is not an image in a supported format (JPEG, PNG or WebP)" in items["notes.txt"]
+    assert "is neither an image (JPEG, PNG or WebP) nor a video (MP4, MOV or WebM)" in items["notes.txt"]
     assert "“empty.png” is empty (0 bytes)." in items["empty.png"]
     assert "“broken.jpg” cannot be used: The image is damaged or truncated" in items["broken.jpg"]
-    assert "“huge.png” is over 1 MB; files up to 1 MB are accepted." in items["huge.png"]  # never stored
+    assert "“huge.png” is over 1 MB; images up to 1 MB and videos up to 1 MB are accepted." in items["huge.png"]
     assert "“bomb.png” has more pixels than can be analysed safely" in items["bomb.png"]
     for good in ("first.jpg", "second.png"):
         assert "field-error" not in items[good]
@@ -103,7 +104,12 @@ def test_the_script_sends_one_file_and_gets_its_list_item_back(user, client, act
 @pytest.mark.parametrize(
     ("name", "content", "status", "message"),
     [
-        ("notes.txt", lambda make: b"not a picture", 415, "“notes.txt” is not an image in a supported format"),
+        (
+            "notes.txt",
+            lambda make: b"not a picture",
+            415,
+            "“notes.txt” is neither an image (JPEG, PNG or WebP) nor a video",
+        ),
         ("empty.jpg", lambda make: b"", 400, "“empty.jpg” is empty (0 bytes)."),
         ("cut.png", lambda make: make(fmt="PNG")[:600], 400, "“cut.png” cannot be used: The image is damaged"),
     ],
@@ -125,12 +131,14 @@ def test_a_refused_file_says_why_and_nothing_is_kept(
 def test_a_too_large_file_is_refused_with_413(user_client, active_model, upload, settings):
     settings.MAX_FILE_SIZE_MB = 1
     settings.MAX_FILE_SIZE = 1024 * 1024
+    settings.MAX_VIDEO_SIZE_MB, settings.MAX_VIDEO_SIZE = 1, 1024 * 1024
 
     response = user_client.post(UPLOAD_URL, {"files": upload("big.jpg", data=b"\xff\xd8" + b"1" * 2 * 1024 * 1024)})
 
     assert response.status_code == 413
     assert (
-        "“big.jpg” is over 1 MB; files up to 1 MB are accepted." in upload_items(response.content.decode())["big.jpg"]
+        "“big.jpg” is over 1 MB; images up to 1 MB and videos up to 1 MB are accepted."
+        in upload_items(response.content.decode())["big.jpg"]
     )
 
 
@@ -139,7 +147,9 @@ def test_sending_no_file_asks_for_one(user_client, active_model):
     response = user_client.post(UPLOAD_URL, {})
 
     assert response.status_code == 400
-    assert "Choose at least one image (JPEG, PNG or WebP) to analyse." in response.content.decode()
+    assert "Choose at least one file to analyse: an image (JPEG, PNG or WebP) or a video (MP4, MOV or WebM)." in (
+        response.content.decode()
+    )
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ def test_deleted_while_running_it_stays_deleted_and_its_pictures_go(
     what, user, active_model, upload, run_inline, monkeypatch, _media_in_tmp
 ):
     analysis = services.analysis_create(user=user, file=upload(), source="web").analysis
-    real_save = analyses._pictures_save
+    real_save = analyses.pictures_save
 
     def save_then_owner_deletes(running, pictures):
         real_save(running, pictures)  # the pictures are stored...
@@ -28,7 +28,7 @@ def test_deleted_while_running_it_stays_deleted_and_its_pictures_go(
         else:
             user.delete()
 
-    monkeypatch.setattr(analyses, "_pictures_save", save_then_owner_deletes)
+    monkeypatch.setattr(analyses, "pictures_save", save_then_owner_deletes)
 
     with run_inline():
         assert services.analysis_run(analysis_id=analysis.pk) is None

@@ -70,7 +70,7 @@ def gif(make_image_bytes) -> bytes:
     ("content", "error", "status", "message"),
     [
         (lambda make: b"", EmptyFile, 400, "“upload.jpg” is empty (0 bytes)."),
-        (lambda make: b"hello, I am text", UnsupportedMediaType, 415, "is not an image in a supported format"),
+        (lambda make: b"hello, I am text", UnsupportedMediaType, 415, "is neither an image"),
         (gif, UnsupportedMediaType, 415, "is a GIF image; only JPEG, PNG or WebP images are accepted."),
         (jpeg_truncated, CorruptImage, 400, "cannot be used: The image is damaged or truncated"),
     ],
@@ -92,7 +92,7 @@ def test_too_large_files_are_refused_before_decoding(user, active_model, upload,
     settings.MAX_FILE_SIZE_MB = 1
     settings.MAX_FILE_SIZE = 1024 * 1024
 
-    with pytest.raises(FileTooLarge, match=r"“big.png” is 1\.\d MB; files up to 1 MB are accepted\.") as refused:
+    with pytest.raises(FileTooLarge, match=r"“big.png” is 1\.\d MB; images up to 1 MB are accepted\.") as refused:
         services.analysis_create(user=user, file=upload("big.png", data=b"\x89PNG" + b"0" * 1024 * 1024), source="web")
 
     assert refused.value.status == 413

@@ -7,9 +7,7 @@ import pytest
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rest_framework.test import APIClient
 
-from accounts.services import api_token_create
 from conftest import image_bytes
 from detection import dispatch
 from detection.models import Analysis
@@ -79,13 +77,6 @@ def no_limits(settings, inline_runs):
     settings.API_THROTTLE_RATE = None
     settings.UPLOAD_THROTTLE_RATE = None
     cache.clear()
-
-
-@pytest.fixture
-def api_client(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='fuzz')[1]}")
-    return client
 
 
 @FUZZ

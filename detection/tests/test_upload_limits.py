@@ -28,12 +28,16 @@ def raw_post(client: Client, path: str, *, length: str | None, **extra):
 
 @pytest.mark.parametrize("path", [UPLOAD_URL, "/api/v1/analyses/"])
 def test_a_body_larger_than_the_path_accepts_is_413_before_it_is_read(user_client, settings, path):
-    limit = settings.MAX_FILE_SIZE * (settings.MAX_FILES_PER_UPLOAD if path == UPLOAD_URL else 1)
+    files = settings.MAX_FILE_SIZE * (settings.MAX_FILES_PER_UPLOAD if path == UPLOAD_URL else 1)
+    limit = max(files, settings.MAX_VIDEO_SIZE)
 
     response = raw_post(user_client, path, length=str(limit + 10 * 1024 * 1024))
 
     assert response.status_code == 413
-    assert f"files up to {settings.MAX_FILE_SIZE_MB} MB are accepted" in response.content.decode()
+    assert (
+        f"images up to {settings.MAX_FILE_SIZE_MB} MB and videos up to {settings.MAX_VIDEO_SIZE_MB} MB are accepted"
+        in response.content.decode()
+    )
 
 
 @pytest.mark.parametrize("path", [UPLOAD_URL, "/api/v1/analyses/"])
@@ -49,6 +53,7 @@ def test_a_file_over_the_limit_in_a_page_upload_is_never_stored_and_the_others_g
 ):
     settings.MAX_FILE_SIZE_MB = 1
     settings.MAX_FILE_SIZE = 1024 * 1024
+    settings.MAX_VIDEO_SIZE_MB, settings.MAX_VIDEO_SIZE = 1, 1024 * 1024
 
     with run_inline():
         response = user_client.post(
@@ -57,7 +62,7 @@ def test_a_file_over_the_limit_in_a_page_upload_is_never_stored_and_the_others_g
 
     page = response.content.decode()
     assert response.status_code == 201
-    assert "“big.png” is over 1 MB; files up to 1 MB are accepted." in page
+    assert "“big.png” is over 1 MB; images up to 1 MB and videos up to 1 MB are accepted." in page
     assert list(Analysis.objects.values_list("original_name", flat=True)) == ["ok.jpg"]
 
 
@@ -67,7 +72,7 @@ def test_more_files_than_one_request_may_carry_are_refused_with_the_reason(user_
     response = user_client.post(UPLOAD_URL, {"files": files})
 
     assert response.status_code == 400
-    assert f"Send at most {settings.MAX_FILES_PER_UPLOAD} images at once." in response.content.decode()
+    assert f"Send at most {settings.MAX_FILES_PER_UPLOAD} files at once." in response.content.decode()
     assert not Analysis.objects.exists()
 
 

@@ -98,3 +98,23 @@ def test_an_upload_made_while_the_broker_is_down_runs_once_it_is_back(
     assert report.requeued == 1
     wait_for_status(kept, "done", worker, timeout=180)
     assert Analysis.objects.get().attempts == 1
+
+
+def test_videos_go_to_their_own_queue_and_worker(
+    transactional_db, user, active_face_model, upload, redis_broker, start_worker, tmp_path
+):
+    from detection.tests.test_videos import FPS, clip_frames
+    from ml.video import video_write
+
+    video_worker = start_worker(redis_broker, queues="videos")
+    clip = tmp_path / "clip.mp4"
+    video_write(clip, clip_frames(3), fps=FPS)
+
+    image = services.analysis_create(user=user, file=upload(), source="api").analysis
+    video = services.analysis_create(user=user, file=upload("clip.mp4", data=clip.read_bytes()), source="api").analysis
+
+    wait_for_status(video, "done", video_worker, timeout=120)
+    assert Analysis.objects.get(pk=video.pk).frames_done == 3
+    assert status_of(image) == "queued", "the video worker took an image"
+    image_worker = start_worker(redis_broker, queues="celery")
+    wait_for_status(image, "done", image_worker, timeout=120)

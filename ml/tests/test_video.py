@@ -344,3 +344,21 @@ def test_the_video_module_does_not_import_torch():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]
+
+
+def test_the_whole_analysis_benchmark_tables_each_clip(resnet18, capsys):
+    from ml.bench_video import main
+    from ml.detector import Detector
+
+    detector = Detector(resnet18, architecture="resnet18", input_size=64, backend="torch", precision="fp32")
+    argv = ["--analyse", "--seconds", "2", "--fps", "1", "2", "--clips", "320x240", "320x240-noface"]
+    assert main(argv, detector=detector, framing=1.25) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| H.264")]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("| H.264 320×240, face", "1 fps"),
+        ("| H.264 320×240, face", "2 fps"),
+        ("| H.264 320×240, no face", "1 fps"),
+        ("| H.264 320×240, no face", "2 fps"),
+    ]
+    assert [row[2] for row in rows] == ["2 (2)", "4 (4)", "2 (0)", "4 (0)"]  # frames sampled (with a face found)
+    assert all(float(row[3].strip("*")) > 0 for row in rows)  # seconds of wall time per video-second

@@ -11,9 +11,14 @@
   const heading = document.getElementById("uploads-heading");
   const maxBytes = Number(form.dataset.maxBytes);
   const maxMb = form.dataset.maxMb;
+  const maxVideoBytes = Number(form.dataset.maxVideoBytes);
+  const maxVideoMb = form.dataset.maxVideoMb;
+  const videoTypes = form.dataset.videoTypes.split(",");
+  const videoExtensions = form.dataset.videoExtensions.split(",");
   const acceptedTypes = form.dataset.acceptTypes.split(",");
   const acceptedExtensions = form.dataset.acceptExtensions.split(",");
   const description = form.dataset.acceptDescription;
+  const videoDescription = form.dataset.videoDescription;
   const PARALLEL = 2;
   const waiting = [];
   let sending = 0;
@@ -31,17 +36,24 @@
     return megabytes(size);
   }
 
-  // The same rules, in the same words, as detection.services.image_inspect.
+  // The same rules, in the same words, as detection.services (image_inspect, video_inspect). The server decides
+  // by content; this only spares a long upload that would be refused.
   function problemWith(file) {
     const name = "\u201c" + file.name + "\u201d";
     if (file.size === 0) return name + " is empty (0 bytes).";
-    if (file.size > maxBytes) {
-      return name + " is " + megabytes(file.size) + "; files up to " + maxMb + " MB are accepted.";
-    }
     const dot = file.name.lastIndexOf(".");
     const extension = dot >= 0 ? file.name.slice(dot).toLowerCase() : "";
+    const video = file.type ? videoTypes.includes(file.type) : videoExtensions.includes(extension);
+    if (video && file.size > maxVideoBytes) {
+      return name + " is " + megabytes(file.size) + "; videos up to " + maxVideoMb + " MB are accepted.";
+    }
+    if (!video && file.size > maxBytes) {
+      return name + " is " + megabytes(file.size) + "; images up to " + maxMb + " MB are accepted.";
+    }
     const known = file.type ? acceptedTypes.includes(file.type) : acceptedExtensions.includes(extension);
-    if (!known) return name + " is not an image in a supported format (" + description + ").";
+    if (!video && !known) {
+      return name + " is neither an image (" + description + ") nor a video (" + videoDescription + ").";
+    }
     return null;
   }
 
