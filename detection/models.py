@@ -68,6 +68,18 @@ class DetectorModel(models.Model):
         "bf16 or fp32", default=dict, blank=True, editable=False,
         help_text="bf16 measured against fp32 on this model when it was checked (ml.precision), and the choice.",
     )  # fmt: skip
+    # Calibration fitted on the validation split (ml.calibration): applied to every probability the model gives, so
+    # that "70 % fake" means fake 70 % of the time on data like the validation split. Empty: uncalibrated.
+    calibration = models.JSONField(default=dict, blank=True)
+    # How the threshold was chosen, e.g. {"rule": "youden"} or {"rule": "target_fpr", "target_fpr": 0.01, "fpr": ...}.
+    threshold_rule = models.JSONField(default=dict, blank=True)
+    # The band of calibrated probabilities called "uncertain"; empty: within UNCERTAIN_MARGIN of the threshold.
+    uncertain_low = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    uncertain_high = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
     face_framing = models.FloatField(
         "face framing",
         null=True,
@@ -190,6 +202,12 @@ class Analysis(models.Model):
     error_message = models.TextField(blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.IMAGE)
+    # Submitted together with others (one API request, a ZIP): the batch lists them all.
+    batch = models.ForeignKey(
+        "AnalysisBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="analyses"
+    )
+    # Fetched from this address rather than uploaded.
+    source_url = models.URLField(max_length=2000, blank=True)
 
     original_name = models.CharField(max_length=255)
     sha256 = models.CharField("SHA-256", max_length=64, db_index=True)
@@ -211,8 +229,15 @@ class Analysis(models.Model):
     overlay = models.FileField(storage=get_results_storage, upload_to="results/", blank=True, max_length=300)
 
     probability_fake = models.FloatField(null=True, blank=True)
+    # The model's probability before its calibration (DetectorModel.calibration); equal when it has none.
+    probability_raw = models.FloatField(null=True, blank=True)
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     threshold = models.FloatField(null=True, blank=True)
+    # The model's uncertain band when the result was recorded (DetectorModel.uncertain_low/high), kept with it.
+    uncertain_low = models.FloatField(null=True, blank=True)
+    uncertain_high = models.FloatField(null=True, blank=True)
+    # The verdict under realistic re-encodings of the input: {"stable": bool, "spread": float, "variants": {...}}.
+    stability = models.JSONField(default=dict, blank=True)
     detector_model = models.ForeignKey(
         DetectorModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="analyses"
     )
@@ -498,6 +523,10 @@ class ModelEvaluation(models.Model):
 
     detector_model = models.ForeignKey(DetectorModel, on_delete=models.CASCADE, related_name="evaluations")
     dataset_path = models.CharField(max_length=500)
+    # An evaluation on a version of the regression set (confirmed user reports) rather than a dataset folder.
+    regression_set = models.ForeignKey(
+        "RegressionSet", on_delete=models.SET_NULL, null=True, blank=True, related_name="evaluations"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     error_message = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True)
@@ -511,3 +540,124 @@ class ModelEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.detector_model} on {self.dataset_path}"
+
+
+class AnalysisBatch(models.Model):
+    """Files submitted together (several in one API request, or one ZIP): one ID for their progress and results."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="analysis_batches")
+    source = models.CharField(max_length=10, choices=Analysis.Source.choices, default=Analysis.Source.API)
+    name = models.CharField(max_length=255, blank=True, help_text="The ZIP's name, if it came as one.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "analysis batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.public_id}"
+
+
+class VerdictFlag(models.Model):
+    """A user's report that a verdict is wrong: the label they say is right, why, and whether the image may join the
+    regression set. Staff confirm or reject it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for review"
+        CONFIRMED = "confirmed", "Confirmed"
+        REJECTED = "rejected", "Rejected"
+
+    # Kept when the analysis is deleted: a confirmed flag's copy was consented to for the regression set. Deleting the
+    # account deletes the flags and their copies.
+    analysis = models.ForeignKey(Analysis, on_delete=models.SET_NULL, null=True, blank=True, related_name="flags")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="verdict_flags")
+    label = models.CharField("the right label", max_length=10, choices=Analysis.Label.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    # Recorded when flagging: the owner agreed that the file may be kept in the regression set.
+    consent = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # What the analysis said when it was flagged (the analysis may be re-run or deleted later).
+    model_version = models.CharField(max_length=160, blank=True)
+    probability_fake = models.FloatField(null=True, blank=True)
+    # A copy of the file, kept once a flag with consent is confirmed: the regression set's own, whatever retention
+    # later does to the original.
+    image = models.FileField(upload_to="regression/", blank=True, max_length=300)
+    sha256 = models.CharField("SHA-256", max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["analysis", "owner"], name="one_flag_per_analysis_and_user")]
+
+    def __str__(self) -> str:
+        return f"{self.analysis} flagged as {self.label}"
+
+
+class RegressionSet(models.Model):
+    """A version of the regression set: the confirmed, consented flags' files with their right labels, frozen."""
+
+    version = models.PositiveIntegerField(unique=True)
+    # [{"flag": id, "sha256": ..., "label": "real"|"fake", "file": storage name}, ...]
+    manifest = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"regression set v{self.version} ({len(self.manifest)} files)"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a user wants finished analyses POSTed, signed with the endpoint's secret (HMAC-SHA256)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(max_length=128)
+    description = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or being sent) to an endpoint, with every attempt's outcome: the delivery log."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    analysis = models.ForeignKey(
+        Analysis, on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_deliveries"
+    )
+    event = models.CharField(max_length=50)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.endpoint}"

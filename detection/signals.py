@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from detection.models import Analysis, AnalysisFace, AnalysisFrame, DetectorModel, ModelEvaluation
+from detection.models import Analysis, AnalysisFace, AnalysisFrame, DetectorModel, ModelEvaluation, VerdictFlag
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ def _face_deleted(sender, instance: AnalysisFace, **kwargs) -> None:
 @receiver(post_delete, sender=AnalysisFrame)
 def _frame_deleted(sender, instance: AnalysisFrame, **kwargs) -> None:
     delete_files_on_commit([instance.picture])
+
+
+@receiver(post_delete, sender=VerdictFlag)
+def _flag_deleted(sender, instance: VerdictFlag, **kwargs) -> None:
+    delete_files_on_commit([instance.image])
 
 
 @receiver(post_delete, sender=ModelEvaluation)
