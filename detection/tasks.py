@@ -16,35 +16,28 @@ from detection.errors import ModelUnusable
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # The database going away for a moment is worth waiting out; the analysis keeps its claim across retries.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=6,
-    soft_time_limit=settings.ANALYSIS_SOFT_TIME_LIMIT,
-    time_limit=settings.ANALYSIS_TIME_LIMIT,
-)
+# An analysis's delivery is acknowledged once it has run, and a dead worker's is redelivered; the database going
+# away for a moment is worth waiting out (the analysis keeps its claim across retries).
+RUN_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+@shared_task(**RUN_OPTIONS, soft_time_limit=settings.ANALYSIS_SOFT_TIME_LIMIT, time_limit=settings.ANALYSIS_TIME_LIMIT)
 def analysis_run_task(self, analysis_id: int) -> None:
     services.analysis_run(analysis_id=analysis_id, task_id=self.request.id or "")
 
 
 # The same service for a video, on the video queue; its time limits come with each message, from its length
 # (Analysis.soft_time_limit). A retry or redelivery starts the video again from its first frame.
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    retry_jitter=True,
-    max_retries=6,
-)
+@shared_task(**RUN_OPTIONS)
 def video_run_task(self, analysis_id: int) -> None:
     services.analysis_run(analysis_id=analysis_id, task_id=self.request.id or "")
 

@@ -217,6 +217,13 @@ class AnalysisDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+def picture_responses(*media_types: str) -> dict:
+    """A picture endpoint's documented answers: the picture in each media type, or the JSON errors."""
+    pictures = {(200, media_type): OpenApiTypes.BINARY for media_type in media_types}
+    errors = examples.error_responses(401, 404, 429)
+    return {**pictures, **{(code, "application/json"): response for code, response in errors.items()}}
+
+
 class AnalysisImageView(APIView):
     @extend_schema(
         operation_id="analyses_image",
@@ -226,15 +233,7 @@ class AnalysisImageView(APIView):
         parameters=[
             OpenApiParameter("kind", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(Analysis.PICTURES)),
         ],
-        responses={
-            (200, "image/png"): OpenApiTypes.BINARY,
-            (200, "image/webp"): OpenApiTypes.BINARY,
-            (200, "image/jpeg"): OpenApiTypes.BINARY,
-            **{
-                (code, "application/json"): response
-                for code, response in examples.error_responses(401, 404, 429).items()
-            },
-        },
+        responses=picture_responses("image/png", "image/webp", "image/jpeg"),
     )
     def get(self, request, public_id, kind):
         if kind not in Analysis.PICTURES:  # before the lookup: an unknown kind is not found for any ID
@@ -251,13 +250,7 @@ class AnalysisFaceImageView(APIView):
         summary="One face of your analysis, as the model saw it",
         description="The framed face the model analysed, with its Grad-CAM heatmap laid over it. The links are in "
         "each entry of an analysis's `faces`.",
-        responses={
-            (200, "image/webp"): OpenApiTypes.BINARY,
-            **{
-                (code, "application/json"): response
-                for code, response in examples.error_responses(401, 404, 429).items()
-            },
-        },
+        responses=picture_responses("image/webp"),
     )
     def get(self, request, public_id, number):
         analysis = _analysis_or_404(request, public_id)
@@ -273,13 +266,7 @@ class AnalysisFrameImageView(APIView):
         summary="One sampled frame of your video analysis",
         description="The frame with its Grad-CAM heatmap and the boxes of the faces judged. The links are in the "
         "analysis's `images.frames` and in each entry of its `frames`.",
-        responses={
-            (200, "image/webp"): OpenApiTypes.BINARY,
-            **{
-                (code, "application/json"): response
-                for code, response in examples.error_responses(401, 404, 429).items()
-            },
-        },
+        responses=picture_responses("image/webp"),
     )
     def get(self, request, public_id, number):
         analysis = _analysis_or_404(request, public_id)
