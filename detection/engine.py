@@ -296,11 +296,11 @@ def analyze_video(model: DetectorModel, path: Path, *, keep_original: bool, disp
     from ml.errors import UnreadableVideoError
     from ml.faces import default_finder
     from ml.video import video_frames
-    from ml.video_analysis import video_frames_analyze
+    from ml.video_analysis import TimedIterator, video_frames_analyze
 
     detector = detector_for(model)
     finder = default_finder() if model.expects_faces else None
-    decode = _Timed(video_frames(path, max_side=ANALYSED_FRAME_MAX_SIDE, **_sampling()))
+    decode = TimedIterator(video_frames(path, max_side=ANALYSED_FRAME_MAX_SIDE, **_sampling()))
     batches = video_frames_analyze(detector, decode, finder=finder, framing=model.face_framing)
     try:
         for batch in batches:
@@ -313,7 +313,7 @@ def analyze_video(model: DetectorModel, path: Path, *, keep_original: bool, disp
                 best_probability=best.picture.probability_fake,
                 best_pictures=best_pictures,
                 timings={
-                    "decode_ms": decode.take_ms(),
+                    "decode_ms": decode.take_seconds() * 1000,
                     "faces_ms": sum(frame.picture.faces_ms for frame in batch),
                     "inference_ms": sum(frame.picture.inference_ms for frame in batch),
                     "heatmap_ms": sum(frame.picture.heatmap_ms for frame in batch)
@@ -338,41 +338,12 @@ def video_verdict(model: DetectorModel, probabilities: list[float]):
     return verdict(probabilities, threshold=model.threshold)
 
 
-class _Timed:
-    """An iterator that adds up the time spent producing its items (a video's decoding, frame by frame)."""
-
-    def __init__(self, items):
-        self.items = iter(items)
-        self.ms = 0.0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        started = time.perf_counter()
-        try:
-            return next(self.items)
-        finally:
-            self.ms += (time.perf_counter() - started) * 1000
-
-    def take_ms(self) -> float:
-        spent, self.ms = self.ms, 0.0
-        return spent
-
-
 def _frame_outcome(frame, keep_original: bool, display_width: int) -> FrameOutcome:
     from ml import rendering
+    from ml.video_analysis import frame_picture
 
     picture = frame.picture
-    side = FRAME_MAX_SIDE if keep_original else THUMBNAIL_MAX_SIDE
-    shown = rendering.overlay(frame.image, picture.heatmap, max_side=side)
-    scale = shown.width / frame.image.width
-    boxes = [tuple(v * scale for v in face.face.box) for face in picture.faces]
-    labels = [
-        f"face {track} · {face.prediction.probability_fake:.2f}"
-        for track, face in zip(frame.tracks, picture.faces, strict=True)
-    ]
-    shown = rendering.draw_boxes(shown, boxes, labels=labels)
+    shown = frame_picture(frame, max_side=FRAME_MAX_SIDE if keep_original else THUMBNAIL_MAX_SIDE)
     to_display = display_width / frame.image.width
     faces = []
     for track, face in zip(frame.tracks, picture.faces, strict=True):

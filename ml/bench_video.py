@@ -428,49 +428,23 @@ def make_face_clips(folder: Path, clips: list[str], seconds: float) -> dict[str,
     return paths
 
 
-class _Timed:
-    """An iterator adding up the time spent producing its items (as detection/engine.py times the decoding)."""
-
-    def __init__(self, items):
-        self.items = iter(items)
-        self.seconds = 0.0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        started = time.perf_counter()
-        try:
-            return next(self.items)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-
 def render_frame(frame) -> bytes:
-    """The picture the product stores for each analysed frame (detection/engine.py _frame_outcome): the heatmap over
-    the frame and the face boxes with their labels, at RENDERED_MAX_SIDE, as WebP."""
+    """The picture the product stores for each analysed frame (detection/engine.py), as WebP."""
     from ml import rendering
+    from ml.video_analysis import frame_picture
 
-    picture = frame.picture
-    shown = rendering.overlay(frame.image, picture.heatmap, max_side=RENDERED_MAX_SIDE)
-    scale = shown.width / frame.image.width
-    boxes = [tuple(v * scale for v in face.face.box) for face in picture.faces]
-    labels = [
-        f"face {track} · {face.prediction.probability_fake:.2f}"
-        for track, face in zip(frame.tracks, picture.faces, strict=True)
-    ]
-    return rendering.encode(rendering.draw_boxes(shown, boxes, labels=labels), "webp")
+    return rendering.encode(frame_picture(frame, max_side=RENDERED_MAX_SIDE), "webp")
 
 
 def analyse_video(detector, path: Path, *, fps: float, finder, framing: float | None, max_frames: int) -> dict:
     """One whole analysis of the video; its wall time and where it went, in seconds."""
     from ml.analysis import FACES
-    from ml.video_analysis import video_frames_analyze
+    from ml.video_analysis import TimedIterator, video_frames_analyze
 
     figures = dict.fromkeys(("faces", "inference", "heatmap", "rendering"), 0.0)
     frames = with_face = 0
     started = time.perf_counter()
-    decode = _Timed(video_frames(path, every_s=1.0 / fps, max_frames=max_frames, max_side=ANALYSED_MAX_SIDE))
+    decode = TimedIterator(video_frames(path, every_s=1.0 / fps, max_frames=max_frames, max_side=ANALYSED_MAX_SIDE))
     for batch in video_frames_analyze(detector, decode, finder=finder, framing=framing):
         for frame in batch:
             drawing = time.perf_counter()

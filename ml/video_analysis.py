@@ -15,6 +15,7 @@ over union at least TRACK_MIN_IOU), seen at most TRACK_MAX_GAP sampled frames ea
 """
 
 import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -112,6 +113,45 @@ def video_verdict(frame_probabilities: list[float], *, threshold: float) -> Vide
             "frames": len(ranked),
         },
     )
+
+
+def frame_picture(frame: FrameAnalysis, *, max_side: int) -> Image.Image:
+    """What the product shows of an analysed frame: its heatmap over it and each judged face boxed and labelled with
+    its track and P(fake), at most max_side pixels."""
+    from ml import rendering
+
+    picture = frame.picture
+    shown = rendering.overlay(frame.image, picture.heatmap, max_side=max_side)
+    scale = shown.width / frame.image.width
+    boxes = [tuple(v * scale for v in face.face.box) for face in picture.faces]
+    labels = [
+        f"face {track} · {face.prediction.probability_fake:.2f}"
+        for track, face in zip(frame.tracks, picture.faces, strict=True)
+    ]
+    return rendering.draw_boxes(shown, boxes, labels=labels)
+
+
+class TimedIterator:
+    """An iterator that adds up the time spent producing its items (a video's decoding, frame by frame)."""
+
+    def __init__(self, items: Iterable):
+        self.items = iter(items)
+        self.seconds = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.items)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def take_seconds(self) -> float:
+        """The time spent since the last call."""
+        spent, self.seconds = self.seconds, 0.0
+        return spent
 
 
 class FaceTracker:
