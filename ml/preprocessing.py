@@ -133,9 +133,14 @@ def _to_8_bit_range(image: Image.Image) -> np.ndarray:
     return values * (255.0 / top)
 
 
+def model_view(image: Image.Image, input_size: int) -> Image.Image:
+    """The picture as the model sees it, per the resize policy above; already that size, it stays as it is."""
+    return image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+
+
 def to_array(image: Image.Image, input_size: int) -> np.ndarray:
     """The normalised (3, input_size, input_size) float32 array the model takes, per the resize policy above."""
-    resized = image.resize((input_size, input_size), Image.Resampling.BILINEAR)
+    resized = model_view(image, input_size)
     pixels = np.asarray(resized, dtype=np.float32) * (1.0 / 255.0)
     return ((pixels - _MEAN) / _STD).transpose(2, 0, 1)
 
