@@ -7,7 +7,13 @@ sees each image's largest face, framed as in training and inference, found after
 
 Threshold rule (THRESHOLD_RULE): on validation data, the threshold is the predicted probability that maximises
 Youden's J = true-positive rate − false-positive rate, i.e. the ROC point farthest above the diagonal. Ties go to
-the threshold closest to 0.5. An image is called fake when its probability is at or above the threshold.
+the threshold closest to 0.5. An image is called fake when its probability is at or above the threshold. With
+--target-fpr F the threshold is instead the lowest whose false-positive rate is at most F (ml.calibration).
+
+Calibration: the evaluation fits a calibration (ml.calibration) on the model's raw probabilities for these images,
+and reports the expected calibration error before and after, the uncertain band and the threshold chosen on the
+calibrated scale (reliability.png shows the bins). A model that already has a calibration (its card's
+"calibration") is measured on its calibrated probabilities, where its threshold lives.
 """
 
 import argparse
@@ -24,6 +30,16 @@ from tqdm import tqdm
 
 from ml.architectures import ARCHITECTURES, get_architecture
 from ml.augment import DEGRADATIONS
+from ml.calibration import (
+    CalibrationError,
+    expected_calibration_error,
+    fpr_rule,
+    save_reliability_diagram,
+    threshold_for_fpr,
+    with_operating_point,
+)
+from ml.calibration import apply as apply_calibration
+from ml.calibration import fit as fit_calibration
 from ml.data import CLASSES, ImageDataset, count_classes, scan_folder, stratified_split
 from ml.errors import MLError, TrainingDataError
 from ml.package import load_package, read_card
@@ -47,6 +63,20 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     best = np.flatnonzero(j >= j.max() - 1e-12)
     chosen = best[np.argmin(np.abs(thresholds[best] - 0.5))]
     return float(thresholds[chosen])
+
+
+def calibrate(labels: np.ndarray, raw_scores: np.ndarray, *, target_fpr: float | None = None) -> dict:
+    """A calibration fitted on these validation predictions (ml.calibration) with its operating point, chosen on
+    the calibrated probabilities: THRESHOLD_RULE, or with target_fpr the lowest threshold whose false-positive rate
+    is at most target_fpr. CalibrationError when it cannot be fitted (a single class, say)."""
+    fitted = fit_calibration(labels, raw_scores)
+    calibrated = apply_calibration(fitted, raw_scores)
+    if target_fpr is None:
+        threshold, rule = choose_threshold(labels, calibrated), {"rule": "youden", "description": THRESHOLD_RULE}
+    else:
+        point = threshold_for_fpr(labels, calibrated, target_fpr)
+        threshold, rule = point["threshold"], fpr_rule(target_fpr, point)
+    return with_operating_point(fitted, threshold=threshold, rule=rule)
 
 
 def compute_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
@@ -142,6 +172,7 @@ def evaluate_package(
     workers: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    target_fpr: float | None = None,
 ) -> dict:
     """Evaluate a model package (or bare weights with their architecture) on data_dir/real and data_dir/fake.
 
@@ -172,7 +203,9 @@ def evaluate_package(
     options = {"batch_size": batch_size, "workers": workers, "device": device, "progress": progress}
 
     faces = bool(card.get("faces"))  # a face model is evaluated on the faces inference would give it
-    scores = {"original": predict_scores(model, ImageDataset(samples, input_size, faces=faces), **options)}
+    raw = predict_scores(model, ImageDataset(samples, input_size, faces=faces), **options)
+    in_use = card.get("calibration") or {}  # the model's own calibration: its threshold is on that scale
+    scores = {"original": apply_calibration(in_use, raw)}
     report = {
         "model": {**source, "architecture": card["architecture"], "input_size": input_size, "faces": faces},
         "data": {
@@ -188,13 +221,17 @@ def evaluate_package(
         "metrics": compute_metrics(labels, scores["original"], threshold),
         # For comparison only: the threshold this rule would pick on these very images (an optimistic figure).
         "threshold_chosen_on_this_data": choose_threshold(labels, scores["original"]),
+        "probabilities": f"calibrated ({in_use['method']})" if in_use.get("method") else "raw",
+        **_calibration_report(labels, raw, scores["original"], in_use, target_fpr),
     }
     if robustness:
         report["robustness"] = _robustness(
-            model, samples, labels, input_size, faces, threshold, report, scores, options
+            model, samples, labels, input_size, faces, threshold, report, scores, options, calibration=in_use
         )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if report["calibration"]:
+        save_reliability_diagram(report["calibration"], output_dir / "reliability.png", title=card["architecture"])
     if len(np.unique(labels)) == 2:
         report["files"] = save_curves(
             labels, scores, output_dir, title=f"{card['architecture']} on {Path(data_dir).name}"
@@ -233,13 +270,26 @@ def _threshold(given: float | None, card: dict) -> tuple[float, str]:
     return 0.5, "default (0.5: the weights come without a model card)"
 
 
-def _robustness(model, samples, labels, input_size, faces, threshold, report, scores, options) -> dict:
+def _calibration_report(labels, raw, scores, in_use: dict, target_fpr: float | None) -> dict:
+    """A calibration fitted on these raw predictions (or why none could be), and how calibrated the probabilities
+    the model gives today are on these images."""
+    try:
+        fitted, error = calibrate(labels, raw, target_fpr=target_fpr), None
+    except CalibrationError as exc:
+        fitted, error = None, str(exc)
+    current = expected_calibration_error(labels, scores) if len(labels) else None
+    return {"calibration": fitted, "calibration_error": error, "ece_of_the_probabilities_given": current}
+
+
+def _robustness(
+    model, samples, labels, input_size, faces, threshold, report, scores, options, *, calibration: dict
+) -> dict:
     """The metrics after each of DEGRADATIONS (the face found again in the degraded picture), and their drops; the
     degraded scores are added to `scores` for the curves."""
     results = {}
     for name, degrade in DEGRADATIONS.items():
         dataset = ImageDataset(samples, input_size, faces=faces, degrade=degrade)
-        scores[name] = predict_scores(model, dataset, desc=name, **options)
+        scores[name] = apply_calibration(calibration, predict_scores(model, dataset, desc=name, **options))
         degraded = compute_metrics(labels, scores[name], threshold)
         drop = {
             key: (report["metrics"][key] - degraded[key]) if degraded[key] is not None else None for key in HEADLINE
@@ -317,6 +367,7 @@ def format_report(report: dict) -> str:
         f"threshold {report['threshold']:.4f} ({report['threshold_source']})",
         "  ".join(f"{key} {m[key]:.4f}" for key in HEADLINE if m[key] is not None),
         f"confusion matrix [[real→real, real→fake], [fake→real, fake→fake]]: {m['confusion_matrix']}",
+        *format_calibration(report),
     ]
     for name, result in report.get("robustness", {}).items():
         drops = "  ".join(
@@ -326,6 +377,26 @@ def format_report(report: dict) -> str:
         )
         lines.append(f"{name:>15}: {drops}")
     return "\n".join(lines)
+
+
+def format_calibration(report: dict) -> list[str]:
+    """The report's calibration lines: ECE before and after, and the operating point chosen with it."""
+    fitted = report.get("calibration")
+    if not fitted:
+        return [f"calibration: none fitted ({report.get('calibration_error') or 'no predictions'})"]
+    parameter = f"T = {fitted['temperature']:.3f}" if fitted["method"] == "temperature" else "isotonic regression"
+    rule = fitted["threshold_rule"]
+    chosen = (
+        f"target FPR {rule['target_fpr']:.2%}: FPR {rule['fpr']:.4f}, TPR {rule['tpr']:.4f}"
+        if rule["rule"] == "target_fpr"
+        else "Youden's J"
+    )
+    low, high = fitted["uncertain_band"]
+    return [
+        f"calibration fitted on these {fitted['samples']} images ({fitted['method']}, {parameter}): "
+        f"ECE {fitted['ece_before']:.4f} before → {fitted['ece_after']:.4f} after (in-sample)",
+        f"calibrated threshold {fitted['threshold']:.4f} ({chosen}); uncertain band [{low:.3f}, {high:.3f})",
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -340,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, required=True, help="folder for report.json, roc.png, pr.png")
     parser.add_argument("--input-size", type=int, help="default: the model card's")
     parser.add_argument("--threshold", type=float, help="default: the model card's (0.5 for bare weights)")
+    parser.add_argument(
+        "--target-fpr",
+        type=float,
+        help="choose the calibrated threshold for this false-positive rate (e.g. 0.01) instead of Youden's J",
+    )
     parser.add_argument("--subset", choices=("all", "validation"), default="all")
     parser.add_argument("--robustness", action="store_true", help="also evaluate after JPEG q95/75/50 and 0.5× size")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -354,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.weights and not args.architecture:
         parser.error("--weights needs --architecture")
+    if args.target_fpr is not None and not 0 < args.target_fpr < 1:
+        parser.error("--target-fpr must be between 0 and 1, e.g. 0.01 for 1 %")
     options = {
         "weights": args.weights,
         "architecture": args.architecture,
@@ -365,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "device": args.device,
         "progress": not args.no_progress,
+        "target_fpr": args.target_fpr,
     }
     try:
         if len(args.data) > 1:

@@ -6,6 +6,10 @@ The model card says what the model is, how it was made and how good it is. Keys:
 - architecture: a name from ml.architectures (resnet18, resnet50, mobilenet_v2); input_size: the side in pixels
   every image is resized to before the model sees it (inference must use this value).
 - threshold: probability of "fake" at or above which an image is called fake; threshold_rule: how it was chosen.
+- calibration (optional, ml.calibration): fitted on the validation predictions; every probability the model gives
+  is calibrated by it, and threshold and metrics are then on the calibrated scale. Holds method, temperature or
+  x/y, ece_before/ece_after, reliability_before/after, samples, counts, roc (validation points for choosing a
+  threshold by false-positive rate later), threshold, threshold_rule and uncertain_band.
 - metrics: {"validation": {...}} and, when there is one, {"test": {...}}; each holds count, threshold, accuracy,
   precision, recall, f1 (fake is the positive class), roc_auc, average_precision and confusion_matrix
   ([[true real→real, true real→fake], [true fake→real, true fake→fake]]). Validation metrics at the threshold

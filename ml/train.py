@@ -42,6 +42,8 @@ from tqdm import tqdm
 from ml.architectures import ARCHITECTURES, get_architecture
 from ml.augment import Augment, AugmentConfig
 from ml.blend import BlendConfig
+from ml.calibration import CalibrationError
+from ml.calibration import apply as apply_calibration
 from ml.data import (
     REAL,
     ImageDataset,
@@ -53,7 +55,7 @@ from ml.data import (
 )
 from ml.detector import cpu_has_native_bf16
 from ml.errors import MLError, TrainingDataError
-from ml.evaluate import THRESHOLD_RULE, autocast, choose_threshold, compute_metrics, predict_scores
+from ml.evaluate import THRESHOLD_RULE, autocast, calibrate, choose_threshold, compute_metrics, predict_scores
 from ml.faces import face_card
 from ml.package import write_package
 
@@ -802,9 +804,14 @@ def _package(run: Run, module: nn.Module, data: TrainingData, progress: Progress
         digests = [None] * processes.world_size
         dist.all_gather_object(digests, state_digest(module))
     labels, scores = progress.best["labels"].numpy(), progress.best["scores"].numpy().astype(np.float64)
+    calibration = _calibration(labels, scores)
+    if calibration:  # the detector gives calibrated probabilities: the threshold and metrics are on that scale
+        scores = apply_calibration(calibration, scores)
     threshold = choose_threshold(labels, scores)
     metrics = compute_metrics(labels, scores, threshold)
     card = model_card(run, data, progress, threshold=threshold, metrics=metrics, digests=digests)
+    if calibration:
+        card["calibration"] = calibration
     if processes.is_main:
         card = write_package(module, run.package_dir, card)
     if processes.distributed:
@@ -816,6 +823,15 @@ def _package(run: Run, module: nn.Module, data: TrainingData, progress: Progress
         checkpoint_dir=run.checkpoint_dir,
         history=progress.history,
     )
+
+
+def _calibration(labels: np.ndarray, scores: np.ndarray) -> dict | None:
+    """The calibration fitted on the best epoch's validation predictions, or None when there are too few
+    (ml.calibration.METHOD_RULE)."""
+    try:
+        return calibrate(labels, scores)
+    except CalibrationError:
+        return None
 
 
 def model_card(run: Run, data: TrainingData, progress: Progress, *, threshold: float, metrics: dict, digests) -> dict:

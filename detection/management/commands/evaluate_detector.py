@@ -35,6 +35,11 @@ class Command(BaseCommand):
             "card (other folders are used whole)",
         )
         parser.add_argument("--threshold", type=float, help="default: the model's")
+        parser.add_argument(
+            "--target-fpr",
+            type=float,
+            help="choose the calibrated threshold for this false-positive rate (e.g. 0.01) instead of Youden's J",
+        )
         parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
         parser.add_argument("--no-progress", action="store_true")
@@ -45,6 +50,8 @@ class Command(BaseCommand):
 
         if options["batch_size"] < 1 or options["workers"] < 0:
             raise CommandError("--batch-size must be at least 1 and --workers cannot be negative.")
+        if options["target_fpr"] is not None and not 0 < options["target_fpr"] < 1:
+            raise CommandError("--target-fpr must be between 0 and 1, e.g. 0.01 for a 1 % false-positive rate.")
         model, source = self._source(options)
         name = str(model) if model is not None else Path(source["package"]).name
         output = options["output"] or (
@@ -58,6 +65,7 @@ class Command(BaseCommand):
             "batch_size": options["batch_size"],
             "workers": options["workers"],
             "progress": not options["no_progress"],
+            "target_fpr": options["target_fpr"],
             **source.get("weights", {}),
         }
         folders = options["data_dir"]
@@ -101,5 +109,6 @@ class Command(BaseCommand):
             "version": model.version,
             "input_size": model.input_size,
             "threshold": model.threshold,
+            "calibration": model.calibration,  # the threshold is on its scale
         }
         return model, {"weights": {"weights": weights, "architecture": model.architecture, "card": card}}
