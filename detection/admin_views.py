@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from detection import selectors, services
 from detection.forms_admin import EvaluationForm
 from detection.models import DetectorModel, ModelEvaluation
+from detection.services import regression
 
 
 def error_text(error: ValidationError) -> str:
@@ -18,25 +19,31 @@ def error_text(error: ValidationError) -> str:
 
 
 class DetectorModelPages:
-    def _activate(self, request, detector_model: DetectorModel) -> bool:
+    def _activate(self, request, detector_model: DetectorModel, *, accept_worse_on: int | None = None):
+        """Activate the model (the outcome is a message), or answer with the regression gate's page when it does
+        worse than the active model on the regression set and that was not accepted."""
         previous = selectors.detector_model_get_active()
+        comparison = regression.regression_comparison(candidate=detector_model)  # before activating changes it
         try:
-            services.detector_model_activate_checked(detector_model=detector_model)
+            services.detector_model_activate_checked(detector_model=detector_model, accept_worse_on=accept_worse_on)
+        except regression.RegressionWorse as exc:
+            return self._regression_worse_page(request, detector_model, exc.comparison)
         except ValidationError as exc:
             self.message_user(request, error_text(exc), messages.ERROR)
-            return False
+            return None
         if previous is not None and previous.pk != detector_model.pk:
             self.log_change(request, previous, f"Deactivated: “{detector_model}” was activated in its place.")
             replaced = f", replacing “{previous}”"
         else:
             replaced = ""
-        self.log_change(request, detector_model, f"Activated{replaced}.")
+        gate = f" Confirmed although: {comparison.summary}" if comparison and comparison.worse else ""
+        self.log_change(request, detector_model, f"Activated{replaced}.{gate}")
         self.message_user(
             request,
             f"“{detector_model}” is now the active model{replaced}. Workers use it from their next analysis.",
             messages.SUCCESS,
         )
-        return True
+        return None
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -77,8 +84,12 @@ class DetectorModelPages:
     def activate_view(self, request, object_id):
         obj = self._object_for_change(request, object_id)
         if request.method == "POST":
-            self._activate(request, obj)
-            return self._change_page(obj)
+            accepted = request.POST.get("accept_worse_on", "")
+            gate_page = self._activate(request, obj, accept_worse_on=int(accepted) if accepted.isdigit() else None)
+            return gate_page or self._change_page(obj)
+        comparison = regression.regression_comparison(candidate=obj)
+        if comparison is not None and comparison.worse:
+            return self._regression_worse_page(request, obj, comparison)
         previous = selectors.detector_model_get_active()
         text = f"“{obj}” becomes the model every new analysis uses" + (
             f"; “{previous}” stops being active in the same step." if previous and previous.pk != obj.pk else "."
@@ -116,6 +127,7 @@ class DetectorModelPages:
                     "when it is done (reload it).",
                     messages.INFO,
                 )
+                self._regression_evaluation_start(request, obj, alone=False)
                 return self._change_page(obj)
         context = {
             **self.admin_site.each_context(request),

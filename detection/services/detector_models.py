@@ -14,6 +14,8 @@ from django.utils.text import slugify
 from detection import dispatch, engine
 from detection.errors import ModelUnusable
 from detection.models import DetectorModel, ModelEvaluation
+from detection.services import regression
+from detection.services.calibration import calibration_checked
 from ml.errors import MLError, WeightsError
 
 logger = logging.getLogger(__name__)
@@ -85,9 +87,11 @@ def detector_model_register(
     card: dict | None = None,
     description: str = "",
     face_framing: float | None = None,
+    calibration: dict | None = None,
     activate: bool = False,
 ) -> DetectorModel:
-    """Register a model from a local weights file: store the weights, validate them, and activate if asked."""
+    """Register a model from a local weights file: store the weights, validate them, and activate if asked. A
+    calibration (ml.calibration) brings its threshold and uncertain band, which replace `threshold`."""
     if DetectorModel.objects.filter(name=name, version=version).exists():
         raise ValidationError({"version": f"A model named “{name}” with version “{version}” already exists."})
     detector_model = DetectorModel(
@@ -102,6 +106,8 @@ def detector_model_register(
         description=description,
         face_framing=face_framing,
     )
+    if calibration:
+        detector_model.calibration_set(calibration_checked(calibration=calibration))
     detector_model.full_clean(exclude=["weights"])
     try:
         detector_model_store_weights(detector_model=detector_model, path=Path(weights_path))
@@ -209,10 +215,15 @@ def detector_model_verify_weights(*, detector_model: DetectorModel) -> None:
         raise ValidationError(f"“{detector_model}” cannot be used: {exc}") from None
 
 
-def detector_model_activate_checked(*, detector_model: DetectorModel) -> DetectorModel:
-    """Activate a validated model after checking its stored weights are still the ones that were validated."""
+def detector_model_activate_checked(
+    *, detector_model: DetectorModel, accept_worse_on: int | None = None
+) -> DetectorModel:
+    """Activate a validated model after checking its stored weights are still the ones that were validated, and
+    that it does no worse than the active model on the regression set (regression.RegressionWorse, a
+    ValidationError) unless the administrator accepted that for this regression set version."""
     if detector_model.status == DetectorModel.Status.READY:
         detector_model_verify_weights(detector_model=detector_model)
+        regression.regression_gate_check(candidate=detector_model, accepted_version=accept_worse_on)
     return detector_model_activate(detector_model=detector_model)  # refuses unvalidated models, with the reason
 
 
@@ -259,7 +270,12 @@ def detector_model_evaluate(*, evaluation_id: int) -> ModelEvaluation | None:
         evaluation.save(update_fields=["status"])
     detector_model = evaluation.detector_model
     try:
-        report, curves = engine.evaluate(detector_model, evaluation.dataset_path)
+        if evaluation.regression_set_id:
+            report, curves = regression.regression_set_evaluate(
+                detector_model=detector_model, regression_set=evaluation.regression_set
+            )
+        else:
+            report, curves = engine.evaluate(detector_model, evaluation.dataset_path)
         for field, name in ((evaluation.roc_curve, "roc.png"), (evaluation.pr_curve, "pr.png")):
             if name in curves:
                 field.save(f"evaluation-{evaluation.pk}-{name}", ContentFile(curves[name]), save=False)
@@ -279,7 +295,8 @@ def detector_model_evaluate(*, evaluation_id: int) -> ModelEvaluation | None:
         detector_model = DetectorModel.objects.select_for_update().get(pk=detector_model.pk)
         detector_model.metrics = {
             **detector_model.metrics,
-            "evaluation": {
+            # A regression set result sits next to the dataset one rather than replacing it.
+            "regression_set" if evaluation.regression_set_id else "evaluation": {
                 **report["metrics"],
                 "dataset": evaluation.dataset_path,
                 "evaluated_at": evaluation.finished_at.isoformat(),
@@ -324,6 +341,7 @@ def detector_model_register_package(*, package_dir: Path, activate: bool = False
         card=card,
         description=detector_model_description(card),
         face_framing=(card.get("faces") or {}).get("framing"),
+        calibration=card.get("calibration"),
     )
     if model.status != DetectorModel.Status.READY:
         raise ValidationError(f"“{model}” was registered but failed validation: {model.status_message}")
