@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
+from detection import views_webhooks
 
 app_name = "accounts"
 
@@ -12,6 +13,10 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("tokens/", views.token_create, name="token_create"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("webhooks/", views_webhooks.webhook_list, name="webhooks"),
+    path("webhooks/<int:endpoint_id>/delete/", views_webhooks.webhook_delete, name="webhook_delete"),
+    path("webhooks/<int:endpoint_id>/active/", views_webhooks.webhook_set_active, name="webhook_set_active"),
+    path("webhooks/<int:endpoint_id>/test/", views_webhooks.webhook_test, name="webhook_test"),
     path("data/export/", views.data_export, name="data_export"),
     path("delete/", views.account_delete, name="account_delete"),
     path("password/change/", views.PasswordChangeView.as_view(), name="password_change"),
