@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from detection.api.errors import error_json_response
 from detection.services import megabytes, upload_size_limit
+from detection.services.batches import batch_body_limit, batch_file_size_limit
 
 # Room for the multipart boundaries, part headers and the small form fields around the files.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -45,8 +46,7 @@ class UploadSizeLimitMiddleware:
                 413,
                 "file_too_large",
                 f"The request is {megabytes(size)}; images up to {settings.MAX_FILE_SIZE_MB} MB and videos up to "
-                f"{settings.MAX_VIDEO_SIZE_MB} MB are accepted"
-                + ("." if request.path_info.startswith("/api/") else f", {settings.MAX_FILES_PER_UPLOAD} at a time."),
+                f"{settings.MAX_VIDEO_SIZE_MB} MB are accepted" + self.files_per_request(request),
             )
         request.upload_handlers.insert(0, UploadedFileSizeLimit(request))
         return self.get_response(request)
@@ -55,6 +55,7 @@ class UploadSizeLimitMiddleware:
     def is_upload(request) -> bool:
         return request.method == "POST" and request.path_info in {
             reverse("api:analysis-list"),
+            reverse("api:batch-list"),
             reverse("detection:upload"),
         }
 
@@ -64,9 +65,26 @@ class UploadSizeLimitMiddleware:
         body there); None for everything else."""
         if request.path_info == reverse("detection:upload"):
             return max(settings.MAX_FILE_SIZE * settings.MAX_FILES_PER_UPLOAD, upload_size_limit()) + MULTIPART_OVERHEAD
+        if request.path_info == reverse("api:batch-list"):
+            return batch_body_limit() + MULTIPART_OVERHEAD
         if request.path_info.startswith("/api/"):
             return upload_size_limit() + MULTIPART_OVERHEAD
         return None
+
+    @staticmethod
+    def file_size_limit(request) -> int:
+        """The largest single file the request may carry: an API batch's may be its ZIP."""
+        return batch_file_size_limit() if request.path_info == reverse("api:batch-list") else upload_size_limit()
+
+    @staticmethod
+    def files_per_request(request) -> str:
+        """The end of the 413 message: how many files the path takes at once, where it takes several."""
+        if request.path_info == reverse("api:batch-list"):
+            return (
+                f", {settings.MAX_FILES_PER_BATCH} per batch, or one ZIP of up to "
+                f"{settings.MAX_BATCH_UNCOMPRESSED_MB} MB."
+            )
+        return "." if request.path_info.startswith("/api/") else f", {settings.MAX_FILES_PER_UPLOAD} at a time."
 
     @staticmethod
     def refuse(request, status: int, code: str, message: str):
@@ -78,13 +96,15 @@ class UploadSizeLimitMiddleware:
 
 
 class UploadedFileSizeLimit(FileUploadHandler):
-    """Stops storing a file once it passes the upload limit (services.upload_size_limit). The request remembers it
+    """Stops storing a file once it passes the path's file limit (UploadSizeLimitMiddleware.file_size_limit: an
+    upload's services.upload_size_limit, or a batch's, which may be a ZIP). The request remembers it
     in `oversized_uploads`, a dict {position among the files sent in its field: file name}, so a page can say which
     file was too large, in order."""
 
     def __init__(self, request):
         super().__init__(request)
         request.oversized_uploads = {}
+        self.limit = UploadSizeLimitMiddleware.file_size_limit(request)
         self.received = 0
         self.files_per_field: dict[str, int] = {}
 
@@ -96,7 +116,7 @@ class UploadedFileSizeLimit(FileUploadHandler):
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
-        if self.received > upload_size_limit():
+        if self.received > self.limit:
             self.request.oversized_uploads[self.position] = self.file_name
             raise SkipFile
         return raw_data

@@ -6,6 +6,8 @@ import logging
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from detection.errors import TooManyUploads
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,3 +40,13 @@ class UploadRateThrottle(ApiRateThrottle):
 
     scope = "upload"
     setting_name = "UPLOAD_THROTTLE_RATE"
+
+
+def upload_admit(request, name: str, throttle: UploadRateThrottle) -> None:
+    """Count one file against the user's upload limit, as each file of the upload page and of an API batch is;
+    TooManyUploads once it is over."""
+    if not throttle.allow_request(request, None):
+        raise TooManyUploads(
+            f"Too many uploads: “{name}” was not analysed. Please wait {throttle.wait():.0f} seconds before sending "
+            "more."
+        )
