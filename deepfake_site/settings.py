@@ -227,6 +227,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 MAX_IMAGE_MEGAPIXELS = env_int("MAX_IMAGE_MEGAPIXELS", 50, minimum=1, maximum=500)
 # A verdict is "uncertain" when the probability of fake is closer than this to the model's threshold.
 UNCERTAIN_MARGIN = env_float("UNCERTAIN_MARGIN", 0.1, minimum=0.0, maximum=0.5)
+# Also score each image's re-encodings (JPEG 85 and 70, resized, cropped) in the same batch and say whether the
+# verdict holds (ml.stability): 20-40 % more time per image (python -m ml.bench_stability), so it can be turned off.
+STABILITY_CHECK = env_bool("STABILITY_CHECK", True)
 ANALYSIS_SOFT_TIME_LIMIT = env_int("ANALYSIS_SOFT_TIME_LIMIT", 120, minimum=5)
 ANALYSIS_TIME_LIMIT = env_int("ANALYSIS_TIME_LIMIT", 180, minimum=10)
 if ANALYSIS_TIME_LIMIT <= ANALYSIS_SOFT_TIME_LIMIT:
@@ -337,12 +340,32 @@ API_THROTTLE_RATE = _throttle_rate("API_THROTTLE_RATE", "120/minute")
 UPLOAD_THROTTLE_RATE = _throttle_rate("UPLOAD_THROTTLE_RATE", "30/minute")
 # Files one upload page request may carry (the page itself sends one file per request).
 MAX_FILES_PER_UPLOAD = env_int("MAX_FILES_PER_UPLOAD", 20, minimum=1, maximum=100)
-DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD
+# Files one API batch may carry, as repeated `files` fields or as the entries of one ZIP, and how much a ZIP's
+# entries may add up to once extracted (checked from its headers before anything is extracted).
+MAX_FILES_PER_BATCH = env_int("MAX_FILES_PER_BATCH", 100, minimum=1, maximum=1000)
+MAX_BATCH_UNCOMPRESSED_MB = env_int("MAX_BATCH_UNCOMPRESSED_MB", 500, minimum=1, maximum=10_000)
+MAX_BATCH_UNCOMPRESSED = MAX_BATCH_UNCOMPRESSED_MB * 1024 * 1024
+# Django's parser stops a request with more files than any path accepts; each path then holds its own count.
+DATA_UPLOAD_MAX_NUMBER_FILES = max(MAX_FILES_PER_UPLOAD, MAX_FILES_PER_BATCH)
 # Password reset e-mails asked for, per address and per e-mail (django-ratelimit, in the cache).
 PASSWORD_RESET_RATE = _throttle_rate("PASSWORD_RESET_RATE", "3/hour")
 RATELIMIT_FAIL_OPEN = True  # with the shared cache down, serving requests matters more than counting them
 # The longest an upload may ask to wait for its result (?wait=); keep it below the web server's request timeout.
 API_MAX_WAIT_SECONDS = env_int("API_MAX_WAIT_SECONDS", 20, minimum=0, maximum=300)
+
+# --- Requests to user-given URLs: webhooks, analyses from a URL (detection.outbound) -----------------------------
+
+# Only for tests and closed networks: lets user-given URLs reach private, loopback and link-local addresses.
+OUTBOUND_ALLOW_PRIVATE_NETWORKS = env_bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", False)
+URL_FETCH_TIMEOUT_SECONDS = env_int("URL_FETCH_TIMEOUT_SECONDS", 15, minimum=1, maximum=300)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
+# The first try and the retries after a failure (no 2xx): retry n waits WEBHOOK_RETRY_DELAYS[n-1] seconds (the last
+# value for any retry past the list).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
+WEBHOOK_RETRY_DELAYS = [
+    float(delay) for delay in env_list("WEBHOOK_RETRY_DELAYS", ["30", "120", "600", "1800", "7200"])
+]
+WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 10, minimum=1, maximum=100)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -368,6 +391,11 @@ SPECTACULAR_SETTINGS = {
         '`{"error": {"code": ..., "message": ..., "field": ...}}`.'
     ),
     "VERSION": "1",
+    # Named apart from the analyses' own status, which shares the field name.
+    "ENUM_NAME_OVERRIDES": {
+        "AnalysisStatusEnum": "detection.models.Analysis.Status",
+        "VerdictFlagStatusEnum": "detection.models.VerdictFlag.Status",
+    },
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],

@@ -19,9 +19,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from detection import presentation, selectors, services
+from detection.admin_calibration import CalibrationPages
+from detection.admin_feedback import RegressionGatePages
 from detection.admin_views import DetectorModelPages, error_text
 from detection.forms_admin import DetectorModelAddForm, DetectorModelChangeForm
 from detection.models import Analysis, AnalysisFace, DetectorModel, ModelEvaluation
+from detection.services import calibration as calibration_services
 
 # The admin's metric columns: the result page's metrics (presentation.METRIC_LABELS), counts and threshold first.
 METRIC_COLUMNS = tuple(
@@ -52,11 +55,11 @@ def _metric_rows(metrics: dict) -> list[dict]:
 
 
 @admin.register(DetectorModel)
-class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
+class DetectorModelAdmin(CalibrationPages, RegressionGatePages, DetectorModelPages, admin.ModelAdmin):
     list_display = ("__str__", "architecture", "threshold", "status", "is_active", "analyses_link", "created_at")
     list_filter = ("is_active", "status", "architecture", "source")
     search_fields = ("name", "version", "sha256", "hub_repo")
-    actions = ["activate", "recheck", "evaluate"]
+    actions = ["activate", "recheck", "evaluate", "evaluate_regression_set", "threshold_for_fpr"]
     change_form_template = "admin/detection/detectormodel/change_form.html"
     add_fieldsets = (
         (None, {"fields": ("name", "version", "description")}),
@@ -93,7 +96,15 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
             "Weights",
             {"fields": ("source", "sha256", "weights", "hub_repo", "hub_filename", "hub_revision", "server_path")},
         ),
-        ("Quality", {"fields": ("metrics_table", "generalisation_table", "evaluations_panel")}),
+        (
+            "Quality",
+            {
+                "fields": (
+                    *("metrics_table", "generalisation_table", "regression_panel"),
+                    *("calibration_panel", "evaluations_panel"),
+                )
+            },
+        ),
         ("Model card", {"fields": ("card_text", "created_at"), "classes": ("collapse",)}),
     )
     readonly_fields = (
@@ -113,6 +124,8 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
         "server_path",
         "metrics_table",
         "generalisation_table",
+        "regression_panel",
+        "calibration_panel",
         "evaluations_panel",
         "card_text",
         "created_at",
@@ -241,6 +254,8 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
             )
             return
         obj.save()
+        if "threshold" in form.changed_data:  # the uncertain band follows a calibrated model's threshold
+            calibration_services.detector_model_threshold_set(detector_model=obj, threshold=obj.threshold)
         if {"architecture", "input_size"} & set(form.changed_data):
             services.detector_model_recheck(detector_model=obj)
             self.message_user(
@@ -280,7 +295,7 @@ class DetectorModelAdmin(DetectorModelPages, admin.ModelAdmin):
                 request, "Choose exactly one model to activate: only one model can be active.", messages.ERROR
             )
             return
-        self._activate(request, queryset.get())
+        return self._activate(request, queryset.get())
 
     @admin.action(description="Check the weights again (load and probe)", permissions=["change"])
     def recheck(self, request, queryset):

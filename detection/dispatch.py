@@ -34,6 +34,8 @@ ANALYSIS = Job("detection.tasks.analysis_run_task", "analysis")
 VIDEO = Job("detection.tasks.video_run_task", "video")
 MODEL_CHECK = Job("detection.tasks.detector_model_prepare_task", "model-jobs")
 MODEL_EVALUATION = Job("detection.tasks.detector_model_evaluate_task", "model-jobs")
+# Webhook deliveries have their own thread: a slow receiver (and, without a broker, its retries) delays no analysis.
+WEBHOOK = Job("detection.tasks.webhook_delivery_send_task", "webhooks")
 
 # Sending tries the broker twice, half a second apart: a request never waits long on a broker that is down.
 SEND_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}

@@ -80,6 +80,7 @@ def detector_load(model: DetectorModel):
             device=settings.INFERENCE_DEVICE,
             backend=settings.INFERENCE_BACKEND,
             precision=model.precision_for(settings.INFERENCE_PRECISION),
+            calibration=model.calibration or None,
         )
     except (MLError, OSError) as exc:
         raise ModelUnusable(f"The detector model “{model}” could not be loaded: {exc}") from exc
@@ -150,13 +151,15 @@ class FaceOutcome:
 class Outcome:
     """What the engine says of one picture, ready to store (Analysis.record_result)."""
 
-    probability_fake: float
+    probability_fake: float  # calibrated, when the model has a calibration
     label: str
     scope: str  # Analysis.Scope
     small_faces: int
     faces: list[FaceOutcome]
     pictures: dict[str, bytes]  # thumbnail (WebP), heatmap (PNG), overlay (WebP)
     timings: dict[str, float]  # decode_ms, faces_ms, inference_ms, heatmap_ms (the heatmap and every picture)
+    probability_raw: float | None = None  # the model's own, before its calibration
+    stability: dict | None = None  # the verdict under re-encodings (ml.stability); None when not checked
 
 
 def analyze(model: DetectorModel, data: bytes, *, keep_original: bool) -> Outcome:
@@ -174,7 +177,9 @@ def analyze(model: DetectorModel, data: bytes, *, keep_original: bool) -> Outcom
     decode_ms = (time.perf_counter() - started) * 1000
     finder = default_finder() if model.expects_faces else None
     try:
-        result = analyze_picture(detector, image, finder=finder, framing=model.face_framing)
+        result = analyze_picture(
+            detector, image, finder=finder, framing=model.face_framing, stability=settings.STABILITY_CHECK
+        )
     except ImportError as exc:
         raise AnalysisFailure(
             f"The face detector is not installed ({exc}); the administrator must run "
@@ -186,11 +191,13 @@ def analyze(model: DetectorModel, data: bytes, *, keep_original: bool) -> Outcom
     pictures, faces = _pictures(image, result, keep_original=keep_original)
     return Outcome(
         probability_fake=result.probability_fake,
+        probability_raw=result.probability_raw,
         label=result.label,
         scope=result.scope,
         small_faces=result.small_faces,
         faces=faces,
         pictures=pictures,
+        stability=result.stability,
         timings={
             "decode_ms": decode_ms,
             "faces_ms": result.faces_ms,
@@ -234,6 +241,14 @@ def _pictures(image, result, *, keep_original: bool) -> tuple[dict[str, bytes], 
             )
         )
     return pictures, faces
+
+
+def stability_variant_descriptions() -> dict[str, str]:
+    """What each re-encoding of the stability check does to the file (ml.stability.VARIANTS), by name, for messages.
+    Pillow and NumPy only: safe in the web process."""
+    from ml.stability import VARIANTS
+
+    return {variant.name: variant.description for variant in VARIANTS}
 
 
 # --- Analysing a video -------------------------------------------------------------------------------------------
@@ -450,7 +465,12 @@ def evaluate(model: DetectorModel, dataset_path: str) -> tuple[dict, dict[str, b
             output_dir=output,
             weights=weights_local_path(model),
             architecture=model.architecture,
-            card={**(model.card or {}), "input_size": model.input_size, "faces": _faces_card(model)},
+            card={
+                **(model.card or {}),
+                "input_size": model.input_size,
+                "faces": _faces_card(model),
+                "calibration": model.calibration,  # the threshold is on its scale
+            },
             input_size=model.input_size,
             threshold=model.threshold,
             batch_size=16,
@@ -471,3 +491,34 @@ def _faces_card(model: DetectorModel) -> dict | None:
     from ml.faces import face_card
 
     return face_card(model.face_framing)
+
+
+# --- Calibration and operating points --------------------------------------------------------------------------
+
+
+def calibration_operating_point(calibration: dict, target_fpr: float) -> dict:
+    """The threshold for a target false-positive rate from the calibration's stored validation ROC points, as
+    {"threshold", "threshold_rule", "uncertain_band"}; ml.calibration.CalibrationError (an MLError) says why not.
+    NumPy only at run time: safe in the web process."""
+    from ml import calibration as calibration_module
+
+    point = calibration_module.operating_point((calibration or {}).get("roc"), target_fpr)
+    return {
+        "threshold": point["threshold"],
+        "threshold_rule": calibration_module.fpr_rule(target_fpr, point),
+        "uncertain_band": calibration_module.uncertain_band(point["threshold"]),
+    }
+
+
+def calibration_check(calibration: dict) -> None:
+    """Raise ml.calibration.CalibrationError (an MLError), saying what is wrong, unless the calibration can be used."""
+    from ml.calibration import check
+
+    check(calibration)
+
+
+def calibration_band(threshold: float) -> list[float]:
+    """The uncertain band of calibrated probabilities for this threshold (ml.calibration.BAND_RULE)."""
+    from ml.calibration import uncertain_band
+
+    return uncertain_band(threshold)

@@ -73,6 +73,36 @@ class IdempotencyKeyReused(SubmissionError):
     status = 422
 
 
+class TooManyFiles(SubmissionError):
+    """More files in one batch (or entries in its ZIP) than MAX_FILES_PER_BATCH."""
+
+    code = "too_many_files"
+
+
+class CorruptArchive(SubmissionError):
+    """A ZIP that cannot be read, or an entry whose content does not match its header (damaged, or a zip bomb)."""
+
+    code = "corrupt_archive"
+
+
+class EncryptedArchive(SubmissionError):
+    code = "encrypted_archive"
+
+
+class UnsupportedArchive(SubmissionError):
+    """A ZIP entry compressed with a method other than deflate or none (bzip2, LZMA…), whose output cannot be bounded
+    as it is read."""
+
+    code = "unsupported_archive"
+
+
+class ArchiveTooLarge(SubmissionError):
+    """A ZIP whose entries add up to more than MAX_BATCH_UNCOMPRESSED_MB once extracted, or itself larger."""
+
+    code = "archive_too_large"
+    status = 413
+
+
 class ServiceUnavailable(SubmissionError):
     """The product cannot take the work right now; nothing is wrong with the file."""
 
@@ -98,3 +128,40 @@ class ModelUnusable(Exception):
 
 class AnalysisFailure(Exception):
     """An analysis that cannot succeed: the message is stored on it and shown to its owner."""
+
+
+class UnsafeSourceURL(SubmissionError):
+    """A URL to analyse that may not be fetched: not http(s), or leading to a private network."""
+
+    code = "unsafe_url"
+
+    def __init__(self, message: str, *, field: str | None = "url"):
+        super().__init__(message, field=field)
+
+
+class SourceURLFetchFailed(SubmissionError):
+    """A URL to analyse that could not be fetched: unreachable, too slow, or not answering 2xx."""
+
+    code = "url_fetch_failed"
+
+    def __init__(self, message: str, *, field: str | None = "url"):
+        super().__init__(message, field=field)
+
+
+class FileAndURL(SubmissionError):
+    """Both a file and a URL to analyse: only one may be sent."""
+
+    code = "file_and_url"
+
+
+class FlagRefused(SubmissionError):
+    """A report on a verdict that cannot be taken (an unfinished analysis, a label the verdict already gives)."""
+
+    code = "flag_refused"
+
+
+class FlagFinal(SubmissionError):
+    """The flag was reviewed: staff's decision stands."""
+
+    code = "flag_reviewed"
+    status = 409

@@ -1,3 +1,5 @@
+import hashlib
+import json
 import uuid
 from datetime import timedelta
 
@@ -124,7 +126,47 @@ class DetectorModel(models.Model):
     def cache_key(self) -> str:
         """Changes whenever what a loaded detector depends on changes, so workers reload it."""
         measured = self.precision_check.get("precision", "")
-        return f"{self.sha256}:{self.architecture}:{self.input_size}:{self.threshold}:{measured}"
+        calibrated = hashlib.sha256(json.dumps(self.calibration or {}, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{self.sha256}:{self.architecture}:{self.input_size}:{self.threshold}:{measured}:{calibrated}"
+
+    @property
+    def uncertain_band(self) -> tuple[float, float] | None:
+        if self.uncertain_low is None or self.uncertain_high is None:
+            return None
+        return self.uncertain_low, self.uncertain_high
+
+    @property
+    def calibration_summary(self) -> str:
+        """What the model's probabilities are calibrated on, in a sentence; empty without a calibration."""
+        calibration = self.calibration or {}
+        if not calibration.get("method"):
+            return ""
+        method = {"temperature": "temperature scaling", "isotonic": "isotonic regression"}.get(calibration["method"])
+        counts = calibration.get("counts") or {}
+        before, after = calibration.get("ece_before", float("nan")), calibration.get("ece_after", float("nan"))
+        return (
+            f"Calibrated ({method or calibration['method']}) on {calibration.get('samples', '?')} validation images "
+            f"({counts.get('real', '?')} real, {counts.get('fake', '?')} fake): a probability of fake of p means "
+            f"fake about p of the time on images like those. Expected calibration error {before:.3f} before, "
+            f"{after:.3f} after (measured on those same images: optimistic)."
+        )
+
+    def operating_point_set(self, *, threshold: float, rule: dict, band: list[float] | None) -> None:
+        """Move the threshold, recording the rule that chose it and the uncertain band that goes with it (None: the
+        UNCERTAIN_MARGIN rule, for a model without a calibration)."""
+        self.threshold = threshold
+        self.threshold_rule = rule
+        self.uncertain_low, self.uncertain_high = band if band else (None, None)
+
+    def calibration_set(self, calibration: dict) -> None:
+        """Adopt a calibration (ml.calibration) together with the operating point fitted with it: a threshold on
+        another probability scale would mean nothing."""
+        self.calibration = calibration
+        self.operating_point_set(
+            threshold=calibration["threshold"],
+            rule=calibration.get("threshold_rule") or {},
+            band=calibration.get("uncertain_band"),
+        )
 
     def precision_for(self, configured: str) -> str:
         """The precision to run this model in: INFERENCE_PRECISION when set; with "auto", what measuring the model
@@ -132,27 +174,42 @@ class DetectorModel(models.Model):
         return configured if configured != "auto" else self.precision_check.get("precision", "fp32")
 
 
-def verdict_of(probability_fake: float | None, threshold: float | None) -> str | None:
-    """Real, fake, or uncertain when the probability sits within UNCERTAIN_MARGIN of the threshold."""
+def verdict_of(
+    probability_fake: float | None, threshold: float | None, band: tuple[float, float] | None = None
+) -> str | None:
+    """Real or fake by the threshold, or uncertain: within the result's band [low, high) of calibrated
+    probabilities when it has one (ml.calibration.BAND_RULE), else within UNCERTAIN_MARGIN of the threshold."""
     if probability_fake is None or threshold is None:
         return None
-    if abs(probability_fake - threshold) < settings.UNCERTAIN_MARGIN:
+    if band is not None:
+        uncertain = band[0] <= probability_fake < band[1]
+    else:
+        uncertain = abs(probability_fake - threshold) < settings.UNCERTAIN_MARGIN
+    if uncertain:
         return Analysis.Verdict.UNCERTAIN
     return Analysis.Verdict.FAKE if probability_fake >= threshold else Analysis.Verdict.REAL
 
 
 def verdict_condition(verdict: str) -> tuple[models.Q, dict]:
-    """verdict_of in the database, for filters: uncertain within UNCERTAIN_MARGIN of the threshold, else the side."""
+    """verdict_of in the database, for filters on analyses: the same rule, the band when the row has one."""
     margin = settings.UNCERTAIN_MARGIN
-    above = models.F("probability_fake") - models.F("threshold")  # how far past the threshold towards "fake"
-    below = models.F("threshold") - models.F("probability_fake")
+    p, threshold = models.F("probability_fake"), models.F("threshold")
+    annotations = {"_above": p - threshold, "_below": threshold - p}  # how far past the threshold, either way
     known = models.Q(probability_fake__isnull=False, threshold__isnull=False)
+    banded = models.Q(uncertain_low__isnull=False, uncertain_high__isnull=False)
+    unbanded = models.Q(uncertain_low__isnull=True) | models.Q(uncertain_high__isnull=True)
+    in_band = models.Q(probability_fake__gte=models.F("uncertain_low"), probability_fake__lt=models.F("uncertain_high"))
+    outside_band = models.Q(probability_fake__lt=models.F("uncertain_low")) | models.Q(
+        probability_fake__gte=models.F("uncertain_high")
+    )
     conditions = {
-        Analysis.Verdict.UNCERTAIN: models.Q(_above__lt=margin, _below__lt=margin),
-        Analysis.Verdict.FAKE: models.Q(_above__gte=margin, probability_fake__gte=models.F("threshold")),
-        Analysis.Verdict.REAL: models.Q(_below__gte=margin, probability_fake__lt=models.F("threshold")),
+        Analysis.Verdict.UNCERTAIN: (banded & in_band) | (unbanded & models.Q(_above__lt=margin, _below__lt=margin)),
+        Analysis.Verdict.FAKE: models.Q(probability_fake__gte=threshold)
+        & ((banded & outside_band) | (unbanded & models.Q(_above__gte=margin))),
+        Analysis.Verdict.REAL: models.Q(probability_fake__lt=threshold)
+        & ((banded & outside_band) | (unbanded & models.Q(_below__gte=margin))),
     }
-    return known & conditions[verdict], {"_above": above, "_below": below}
+    return known & conditions[verdict], annotations
 
 
 class Analysis(models.Model):
@@ -344,10 +401,12 @@ class Analysis(models.Model):
         """Store the engine's outcome (detection.engine.Outcome) and the faces' rows; False when the analysis was
         deleted while it ran (by its owner, or with the account): then nothing is saved, the row stays gone."""
         self.probability_fake = outcome.probability_fake
-        self.threshold = detector_model.threshold
+        self.probability_raw = outcome.probability_fake if outcome.probability_raw is None else outcome.probability_raw
+        self._operating_point_keep(detector_model)
         self.label = outcome.label
         self.scope = outcome.scope
         self.small_faces = outcome.small_faces
+        self.stability = outcome.stability or {}
         self.detector_model = detector_model
         self.model_version = detector_model.label
         for name, value in outcome.timings.items():
@@ -380,10 +439,12 @@ class Analysis(models.Model):
         """Store a video's verdict (ml.video_analysis.VideoVerdict) from the frames recorded; False when the analysis
         was deleted while it ran."""
         self.probability_fake = verdict.probability_fake
+        # A mean of the frames' calibrated probabilities: no one raw probability stands behind it.
+        self.probability_raw = None if detector_model.calibration else verdict.probability_fake
         self.label = verdict.label
         self.verdict_rule = verdict.rule
         self.stopped_reason = stopped_reason
-        self.threshold = detector_model.threshold
+        self._operating_point_keep(detector_model)
         self.detector_model = detector_model
         self.model_version = detector_model.label
         decisive = self.frames.order_by("-probability_fake", "number").first()
@@ -404,18 +465,35 @@ class Analysis(models.Model):
         """Back to the queue as if just uploaded, for another run with the active model (its result forgotten)."""
         for name in ("probability_fake", "threshold", "detector_model", "started_at", "finished_at", "enqueued_at"):
             setattr(self, name, None)
+        self.probability_raw = self.uncertain_low = self.uncertain_high = None
         for name in ("decode_ms", "faces_ms", "inference_ms", "heatmap_ms", "total_ms"):
             setattr(self, name, None)
         self.scope, self.small_faces, self.label = "", 0, ""
         self.frames_done, self.verdict_rule, self.stopped_reason, self.provenance = 0, {}, "", []
+        self.stability = {}
         self.heatmap = self.overlay = ""
         self.model_version = self.error_message = self.task_id = ""
         self.attempts = 0
         self.status = self.Status.QUEUED
 
+    def _operating_point_keep(self, detector_model: "DetectorModel") -> None:
+        """The threshold and uncertain band the result was judged by, kept with it: the model's may change later."""
+        self.threshold = detector_model.threshold
+        self.uncertain_low, self.uncertain_high = detector_model.uncertain_band or (None, None)
+
+    @property
+    def uncertain_band(self) -> tuple[float, float] | None:
+        if self.uncertain_low is None or self.uncertain_high is None:
+            return None
+        return self.uncertain_low, self.uncertain_high
+
+    def verdict_for(self, probability_fake: float | None) -> str | None:
+        """The verdict of a probability (the analysis's own, a face's, a frame's) by this result's threshold, band."""
+        return verdict_of(probability_fake, self.threshold, self.uncertain_band)
+
     @property
     def verdict(self) -> str | None:
-        return verdict_of(self.probability_fake, self.threshold)
+        return self.verdict_for(self.probability_fake)
 
     @property
     def confidence(self) -> float | None:
@@ -478,7 +556,7 @@ class AnalysisFace(models.Model):
 
     @property
     def verdict(self) -> str | None:
-        return verdict_of(self.probability_fake, self.analysis.threshold)
+        return self.analysis.verdict_for(self.probability_fake)
 
     @property
     def box(self) -> dict:
@@ -509,7 +587,7 @@ class AnalysisFrame(models.Model):
 
     @property
     def verdict(self) -> str | None:
-        return verdict_of(self.probability_fake, self.analysis.threshold)
+        return self.analysis.verdict_for(self.probability_fake)
 
 
 class ModelEvaluation(models.Model):
@@ -597,6 +675,51 @@ class VerdictFlag(models.Model):
     def __str__(self) -> str:
         return f"{self.analysis} flagged as {self.label}"
 
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+    @classmethod
+    def record(cls, *, analysis: Analysis, owner, label: str, note: str, consent: bool) -> "VerdictFlag | None":
+        """The owner's flag of the analysis, created or (while still open) updated, with what the analysis says now;
+        None when it was already reviewed: a review is final."""
+        values = {
+            "label": label,
+            "note": note,
+            "consent": consent,
+            "model_version": analysis.model_version,
+            "probability_fake": analysis.probability_fake,
+        }
+        with transaction.atomic():
+            flag, created = cls.objects.select_for_update().get_or_create(
+                analysis=analysis, owner=owner, defaults=values
+            )
+            if created:
+                return flag
+            if not flag.is_open:
+                return None
+            for name, value in values.items():
+                setattr(flag, name, value)
+            flag.save(update_fields=list(values))
+        return flag
+
+    def confirm(self, *, reviewer) -> bool:
+        """Open → confirmed by this reviewer; False (nothing changes) when it was already reviewed."""
+        return self._review(self.Status.CONFIRMED, reviewer)
+
+    def reject(self, *, reviewer) -> bool:
+        """Open → rejected by this reviewer; False (nothing changes) when it was already reviewed."""
+        return self._review(self.Status.REJECTED, reviewer)
+
+    def _review(self, status: str, reviewer) -> bool:
+        with transaction.atomic():
+            current = VerdictFlag.objects.select_for_update().filter(pk=self.pk).first()
+            if current is None or not current.is_open:  # reviewed meanwhile, by someone else or in another tab
+                return False
+            self.status, self.reviewed_by, self.reviewed_at = status, reviewer, timezone.now()
+            self.save(update_fields=["status", "reviewed_by", "reviewed_at"])
+        return True
+
 
 class RegressionSet(models.Model):
     """A version of the regression set: the confirmed, consented flags' files with their right labels, frozen."""
@@ -661,3 +784,28 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.endpoint}"
+
+    # --- State transitions: pending → succeeded (a 2xx answer) or failed (no attempts left) ---------------------
+
+    def record_attempt(self, *, response_status: int | None = None, error: str = "", max_attempts: int) -> bool:
+        """Note one attempt's outcome (the receiver's status, or why there was none); True when it is to be tried
+        again. Each failed attempt adds a line to `error`, so the log keeps every attempt, not just the last."""
+        now = timezone.now()
+        self.attempts += 1
+        self.last_attempt_at = now
+        self.response_status = response_status
+        if not error and response_status is not None and 200 <= response_status < 300:
+            self.status, self.delivered_at = self.Status.SUCCEEDED, now
+        else:
+            reason = error or f"the receiver answered HTTP {response_status}"
+            self.error = f"{self.error}\n" if self.error else ""
+            self.error += f"{now:%Y-%m-%d %H:%M:%S} attempt {self.attempts}: {reason}"
+            if self.attempts >= max_attempts:
+                self.status = self.Status.FAILED
+        fields = ["attempts", "last_attempt_at", "response_status", "status", "delivered_at", "error"]
+        self.save(update_fields=fields)
+        return self.status == self.Status.PENDING
+
+    @property
+    def last_error(self) -> str:
+        return self.error.rsplit("\n", 1)[-1]

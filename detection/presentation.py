@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
 
-from detection.models import Analysis, AnalysisFace, AnalysisFrame, verdict_of
+from detection.models import Analysis, AnalysisFace, AnalysisFrame
 
 # The metrics worth a row on the result page, in reading order, with the names people know them by.
 METRIC_LABELS = {
@@ -201,6 +201,8 @@ def analysis_export(analysis: Analysis, *, request=None) -> dict:
             "confidence": analysis.confidence,
             "threshold": analysis.threshold,
             "uncertain_margin": settings.UNCERTAIN_MARGIN,
+            "uncertain_band": list(analysis.uncertain_band) if analysis.uncertain_band else None,
+            "probability_raw": analysis.probability_raw,
             "scope": analysis.scope or None,
             "verdict_rule": VIDEO_RULE if analysis.kind == Analysis.Kind.VIDEO else SCOPE_RULES.get(analysis.scope),
             "small_faces": analysis.small_faces,
@@ -218,6 +220,7 @@ def analysis_export(analysis: Analysis, *, request=None) -> dict:
         "frames": frames,
         "timeline": [{"t": frame["timestamp_s"], "probability_fake": frame["probability_fake"]} for frame in frames],
         "provenance": analysis.provenance,
+        "stability": analysis.stability or None,
         "faces": [
             {
                 "number": face.number,
@@ -272,7 +275,7 @@ def _frame_export(analysis: Analysis, frame: AnalysisFrame, link) -> dict:
         "timestamp_s": frame.timestamp_s,
         "probability_fake": frame.probability_fake,
         "label": frame.label,
-        "verdict": verdict_of(frame.probability_fake, analysis.threshold),
+        "verdict": analysis.verdict_for(frame.probability_fake),
         "scope": frame.scope,
         "faces": frame.faces,
         "image": link(reverse("detection:analysis_frame_image", args=[analysis.public_id, frame.number])),
@@ -295,6 +298,7 @@ CSV_COLUMNS = [
     "threshold",
     "scope",
     "faces",
+    "stable",
     "model_version",
     "media_type",
     "width",
@@ -307,6 +311,10 @@ CSV_COLUMNS = [
     "provenance",
     "error",
 ]
+
+
+# The "stable" column: yes or no under re-encoding (ml.stability), empty when it was not checked (videos).
+STABLE_CELLS = {True: "yes", False: "no"}
 
 
 def _cell(value) -> str:
@@ -332,6 +340,7 @@ def analyses_write_csv(analyses, out) -> None:
                 analysis.threshold,
                 analysis.scope,
                 len(analysis.faces.all()),
+                STABLE_CELLS.get(analysis.stability.get("stable")),
                 analysis.model_version,
                 analysis.media_type,
                 analysis.width,

@@ -1,11 +1,11 @@
 import time
 from datetime import date
 
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.models import User
-from detection.models import Analysis, AnalysisFace, AnalysisFrame, DetectorModel, verdict_condition
+from detection.models import Analysis, AnalysisBatch, AnalysisFace, AnalysisFrame, DetectorModel, verdict_condition
 
 MAX_FACE_NUMBER = 32767  # AnalysisFace.number is a small integer
 MAX_FRAME_NUMBER = 2**31 - 1  # AnalysisFrame.number is an integer
@@ -125,3 +125,28 @@ def analysis_wait(*, analysis: Analysis, seconds: float) -> Analysis:
             return analysis
         time.sleep(min(interval, remaining))
         interval = min(interval * WAIT_POLL_GROWTH, WAIT_POLL_SECONDS)
+
+
+def batch_list(*, user: User) -> QuerySet[AnalysisBatch]:
+    """The user's batches, newest first, each with its analyses counted: `analyses_total` and one
+    `analyses_<status>` per status."""
+    per_status = {
+        f"analyses_{status}": Count("analyses", filter=Q(analyses__status=status)) for status in Analysis.Status.values
+    }
+    return (
+        AnalysisBatch.objects.filter(owner=user)
+        .annotate(analyses_total=Count("analyses"), **per_status)
+        .order_by("-created_at", "-id")
+    )
+
+
+def batch_get(*, user: User, public_id) -> AnalysisBatch:
+    """The user's batch with this public ID, counted as in batch_list; AnalysisBatch.DoesNotExist for anyone else's."""
+    return batch_list(user=user).get(public_id=public_id)
+
+
+def batch_analyses(*, batch: AnalysisBatch) -> QuerySet[Analysis]:
+    """The batch's analyses in the order they were submitted."""
+    return (
+        Analysis.objects.filter(batch=batch).select_related("detector_model").prefetch_related("faces").order_by("id")
+    )

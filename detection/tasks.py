@@ -3,6 +3,7 @@ sent by detection.dispatch (to the workers, or without a broker to a background 
 """
 
 import logging
+import time
 
 from celery import shared_task
 from celery.signals import worker_process_init
@@ -12,6 +13,7 @@ from django.db.utils import InterfaceError, OperationalError
 
 from detection import engine, selectors, services
 from detection.errors import ModelUnusable
+from detection.services.webhooks import webhook_delivery_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,24 @@ def detector_model_prepare_task(detector_model_id: int) -> None:
 @shared_task(acks_late=False)
 def detector_model_evaluate_task(evaluation_id: int) -> None:
     services.detector_model_evaluate(evaluation_id=evaluation_id)
+
+
+# --- Webhook deliveries -----------------------------------------------------------------------------------------
+
+# Without a broker the webhook thread waits between tries itself: at most this long, so a day of retries never
+# holds the thread (and the deliveries behind it) for hours.
+WEBHOOK_INLINE_RETRY_DELAY_MAX = 10.0
+
+
+@shared_task(bind=True, acks_late=True)
+def webhook_delivery_send_task(self, delivery_id: int) -> None:
+    """POST the delivery; after a failure, try again later as WEBHOOK_RETRY_DELAYS says, until it succeeds or runs
+    out of attempts (WEBHOOK_MAX_ATTEMPTS): through the broker a retry is a message due later, without one (run
+    directly, in the webhook thread) a wait."""
+    while (delay := webhook_delivery_attempt(delivery_id=delivery_id)) is not None:
+        if not self.request.called_directly:
+            raise self.retry(countdown=delay, max_retries=None)
+        time.sleep(min(delay, WEBHOOK_INLINE_RETRY_DELAY_MAX))
 
 
 @worker_process_init.connect

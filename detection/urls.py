@@ -1,6 +1,6 @@
 from django.urls import path
 
-from detection import views
+from detection import views, views_feedback
 
 app_name = "detection"
 
@@ -19,4 +19,5 @@ urlpatterns = [
     ),
     path("analyses/<uuid:public_id>/json/", views.analysis_json, name="analysis_json"),
     path("analyses/<uuid:public_id>/delete/", views.analysis_delete, name="analysis_delete"),
+    path("analyses/<uuid:public_id>/flag/", views_feedback.analysis_flag, name="analysis_flag"),
 ]

@@ -15,11 +15,12 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
-from detection import presentation, selectors, services
-from detection.errors import SubmissionError, TooManyUploads
+from detection import presentation, selectors, selectors_feedback, services
+from detection.errors import SubmissionError
 from detection.forms import BulkDeleteForm, HistoryFilterForm, UploadOptionsForm
 from detection.models import Analysis, AnalysisFace, AnalysisFrame
-from detection.throttling import UploadRateThrottle
+from detection.services import url_submissions
+from detection.throttling import UploadRateThrottle, upload_admit
 
 HISTORY_PAGE_SIZE = 20
 # Pictures are served by type from their stored extension; originals carry their checked media type.
@@ -45,18 +46,25 @@ def _analysis_or_404(request, public_id) -> Analysis:
 def _upload_one(request, file, *, keep_original: bool) -> UploadOutcome:
     """One file of an upload: counted against the user's upload limit, then submitted; refusals keep their reason."""
     try:
-        throttle = UploadRateThrottle()
-        if not throttle.allow_request(request, None):
-            raise TooManyUploads(
-                f"Too many uploads: “{file.name}” was not analysed. Please wait {throttle.wait():.0f} seconds before "
-                "sending more."
-            )
+        upload_admit(request, file.name, UploadRateThrottle())
         submission = services.analysis_create(
             user=request.user, file=file, source=Analysis.Source.WEB, keep_original=keep_original
         )
     except SubmissionError as exc:
         return UploadOutcome(name=file.name, size=file.size, error=exc)
     return UploadOutcome(name=file.name, size=file.size, submission=submission)
+
+
+def _upload_from_url(request, url: str, *, keep_original: bool) -> UploadOutcome:
+    """A file fetched from a URL (through the SSRF guard), counted and submitted as one upload."""
+    try:
+        upload_admit(request, url, UploadRateThrottle())
+        submission = url_submissions.analysis_create_from_url(
+            user=request.user, url=url, source=Analysis.Source.WEB, keep_original=keep_original
+        )
+    except SubmissionError as exc:
+        return UploadOutcome(name=url, size=None, error=exc)
+    return UploadOutcome(name=url, size=submission.analysis.file_size, submission=submission)
 
 
 def _upload_limits() -> dict:
@@ -91,12 +99,20 @@ def analysis_upload(request):
     try:
         options = context["options"] = UploadOptionsForm(request.POST)
         files = request.FILES.getlist("files")
+        # Django's own limit is the API batches' larger one (settings.DATA_UPLOAD_MAX_NUMBER_FILES).
+        if len(files) + len(getattr(request, "oversized_uploads", {})) > settings.MAX_FILES_PER_UPLOAD:
+            raise TooManyFilesSent
     except TooManyFilesSent:
         context["form_error"] = f"Send at most {settings.MAX_FILES_PER_UPLOAD} files at once."
         return render(request, template, context, status=400)
 
     keep_original = options.cleaned_data["keep_original"] if options.is_valid() else settings.KEEP_ORIGINALS
     oversized = getattr(request, "oversized_uploads", {})  # stopped while arriving: never stored
+    url = request.POST.get("url", "").strip()
+    if url and not files and not oversized:
+        outcome = _upload_from_url(request, url, keep_original=keep_original)
+        context["outcomes"] = [outcome]
+        return render(request, "detection/upload.html", context, status=outcome.error.status if outcome.error else 201)
     if not files and not oversized:
         context["form_error"] = f"Choose at least one file to analyse: {services.ACCEPTED_UPLOADS}."
         return render(request, template, context, status=400)
@@ -132,6 +148,7 @@ def _result_context(analysis: Analysis) -> dict:
         "metric_rows": rows,
         "uncertain_margin": settings.UNCERTAIN_MARGIN,
         "waiting_for_queue": analysis.waiting_for_queue,
+        "flag": selectors_feedback.verdict_flag_get(user=analysis.owner, analysis=analysis),
         "queue_wait_ms": (analysis.started_at - analysis.created_at).total_seconds() * 1000
         if analysis.started_at
         else None,

@@ -13,13 +13,14 @@ The picture's heatmap places each face's Grad-CAM map on the face's frame, so on
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
 
 from ml.detector import Detector, Prediction
 from ml.faces import Face, FaceFinder, crop_face, frame_box
+from ml.stability import VariantsPlan, stability_of, variants_plan
 
 IMAGE, FACES, NO_FACE = "image", "faces", "no_face"
 
@@ -43,6 +44,8 @@ class PictureAnalysis:
     faces_ms: float  # finding faces
     inference_ms: float
     heatmap_ms: float
+    stability: dict | None = None  # the verdict under re-encodings (ml.stability); None when not checked
+    probability_raw: float | None = None  # the deciding prediction's, before the model's calibration
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,12 @@ def analyze_picture(
     finder: FaceFinder | None,
     framing: float | None,
     heatmap_side: int = 1024,
+    stability: bool = False,
 ) -> PictureAnalysis:
     """Analyse `image` whole (finder None) or face by face, as the module's docstring says."""
-    (result,) = analyze_pictures(detector, [image], finder=finder, framing=framing, heatmap_side=heatmap_side)
+    (result,) = analyze_pictures(
+        detector, [image], finder=finder, framing=framing, heatmap_side=heatmap_side, stability=stability
+    )
     return result
 
 
@@ -77,15 +83,48 @@ def analyze_pictures(
     finder: FaceFinder | None,
     framing: float | None,
     heatmap_side: int = 1024,
+    stability: bool = False,
 ) -> list[PictureAnalysis]:
     """Analyse several pictures (a video's frames) as analyze_picture does each, with every face of every picture
-    in one batch through the model."""
+    in one batch through the model. With stability, each picture's re-encodings (ml.stability) join that batch, cut
+    at the faces already found: the faces are searched once."""
     plans = [picture_plan(image, finder=finder, framing=framing) for image in images]
-    predictions = iter(detector.analyze([crop for plan in plans for crop in plan.inputs]))
-    return [
+    variants = [
+        variants_plan(image, plan.judged, framing=framing, input_size=detector.input_size) if stability else None
+        for plan, image in zip(plans, images, strict=True)
+    ]
+    inputs = [crop for plan in plans for crop in plan.inputs]
+    inputs += [crop for plan in variants if plan for crops in plan.inputs.values() for crop in crops]
+    predictions = iter(detector.analyze(inputs))
+    results = [
         picture_conclude(plan, image, [next(predictions) for _ in plan.inputs], heatmap_side=heatmap_side)
         for plan, image in zip(plans, images, strict=True)
     ]
+    return [
+        _with_stability(result, plan, predictions, threshold=detector.threshold) if plan else result
+        for result, plan in zip(results, variants, strict=True)
+    ]
+
+
+def _with_stability(result: PictureAnalysis, plan: VariantsPlan, predictions, *, threshold: float) -> PictureAnalysis:
+    """The result with its stability, from the next predictions (its variants'), whose cost joins its timings."""
+    by_variant = {name: [next(predictions) for _ in crops] for name, crops in plan.inputs.items()}
+    spent = [prediction for found in by_variant.values() for prediction in found]
+    return replace(
+        result,
+        stability=stability_of(
+            result.probability_fake,
+            {name: decisive(found).probability_fake for name, found in by_variant.items()},
+            threshold=threshold,
+        ),
+        inference_ms=result.inference_ms + plan.reencode_ms + sum(p.inference_ms for p in spent),
+        heatmap_ms=result.heatmap_ms + sum(p.heatmap_ms for p in spent),
+    )
+
+
+def decisive(predictions: list[Prediction]) -> Prediction:
+    """The picture's rule: the most suspicious face decides (a single prediction for a whole picture)."""
+    return max(predictions, key=lambda p: p.probability_fake)
 
 
 def picture_plan(image: Image.Image, *, finder: FaceFinder | None, framing: float | None) -> PicturePlan:
@@ -117,6 +156,7 @@ def picture_conclude(
         return PictureAnalysis(
             scope=plan.whole_scope,
             probability_fake=prediction.probability_fake,
+            probability_raw=prediction.probability_raw,
             label=prediction.label,
             heatmap=_resized(prediction.heatmap, _bounded(image.size, heatmap_side)),
             faces=[],
@@ -127,11 +167,12 @@ def picture_conclude(
         FaceResult(face=face, frame=frame, crop=crop, prediction=prediction)
         for face, frame, crop, prediction in zip(plan.judged, plan.frames, plan.inputs, predictions, strict=True)
     ]
-    decisive = max(predictions, key=lambda p: p.probability_fake)
+    deciding = decisive(predictions)
     return PictureAnalysis(
         scope=FACES,
-        probability_fake=decisive.probability_fake,
-        label=decisive.label,
+        probability_fake=deciding.probability_fake,
+        probability_raw=deciding.probability_raw,
+        label=deciding.label,
         heatmap=place_heatmaps(results, image.size, heatmap_side),
         faces=results,
         small_faces=len(plan.found) - len(plan.judged),

@@ -23,6 +23,7 @@ from torch import nn
 
 import ml
 from ml.architectures import DeepfakeNet, get_architecture
+from ml.calibration import apply as apply_calibration
 from ml.preprocessing import to_batch
 from ml.weights import load_model
 
@@ -40,6 +41,11 @@ class Prediction:
     heatmap: np.ndarray | None  # float32 (input_size, input_size) in [0, 1]; None from predict()
     inference_ms: float  # this image's share of the batch's forward pass
     heatmap_ms: float  # this image's share of the gradient and Grad-CAM computation
+    probability_raw: float | None = None  # the model's own, before its calibration (ml.calibration); None: the same
+
+    def __post_init__(self):
+        if self.probability_raw is None:
+            object.__setattr__(self, "probability_raw", self.probability_fake)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -178,12 +184,15 @@ class Detector:
         precision: str = "auto",
         num_threads: int | None = None,
         features: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        calibration: dict | None = None,
     ):
         """`features` replaces the backbone runner chosen by backend and precision (benchmarks try others with it):
-        it maps a preprocessed float32 batch to the target layer's fp32 activations."""
+        it maps a preprocessed float32 batch to the target layer's fp32 activations. `calibration` (ml.calibration)
+        maps every probability the model gives, and the threshold is on that calibrated scale."""
         self.architecture = architecture
         self.input_size = input_size
         self.threshold = threshold
+        self.calibration = calibration or {}
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.backend = resolve_backend(backend, self.device)
@@ -234,9 +243,15 @@ class Detector:
         started = time.perf_counter()
         features = self.features(batch)
         with torch.inference_mode():
-            probabilities = torch.sigmoid(self.model.forward_head(features.to(self.device))).cpu().tolist()
+            raw = torch.sigmoid(self.model.forward_head(features.to(self.device))).float().cpu().numpy()
         share = (time.perf_counter() - started) * 1000 / len(batch)
-        return [Prediction(p, self.label_of(p), None, share, 0.0) for p in probabilities]
+        return [
+            Prediction(p, self.label_of(p), None, share, 0.0, probability_raw=r)
+            for p, r in zip(self.calibrated(raw), raw.tolist(), strict=True)
+        ]
+
+    def calibrated(self, raw: np.ndarray) -> list[float]:
+        return np.atleast_1d(apply_calibration(self.calibration, raw)).tolist()
 
     def analyze(self, images: list[Image.Image] | torch.Tensor) -> list[Prediction]:
         batch = self.batch(images)
@@ -245,17 +260,18 @@ class Detector:
         with torch.enable_grad():
             logits = self.model.forward_head(activations)
             forward_done = time.perf_counter()
-            probabilities = torch.sigmoid(logits.detach())
+            raw = torch.sigmoid(logits.detach()).float().cpu().numpy()
+            probabilities = self.calibrated(raw)
             # The score of the predicted class: the logit for "fake", its negative for "real".
-            sign = torch.where(probabilities >= self.threshold, 1.0, -1.0)
+            sign = torch.tensor([1.0 if p >= self.threshold else -1.0 for p in probabilities], device=logits.device)
             (gradients,) = torch.autograd.grad((logits * sign).sum(), activations)
         heatmaps = self._grad_cam(activations.detach(), gradients)
         finished = time.perf_counter()
         n = len(batch)
         inference_ms, heatmap_ms = (forward_done - started) * 1000 / n, (finished - forward_done) * 1000 / n
         return [
-            Prediction(p, self.label_of(p), heatmap, inference_ms, heatmap_ms)
-            for p, heatmap in zip(probabilities.cpu().tolist(), heatmaps.cpu().numpy(), strict=True)
+            Prediction(p, self.label_of(p), heatmap, inference_ms, heatmap_ms, probability_raw=r)
+            for p, r, heatmap in zip(probabilities, raw.tolist(), heatmaps.cpu().numpy(), strict=True)
         ]
 
     def _grad_cam(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:

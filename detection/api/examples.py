@@ -32,6 +32,13 @@ _DONE = {
         "threshold": 0.5,
         "model_version": "resnet50-faces 2026.01",
     },
+    "stability": {
+        "stable": True,
+        "spread": 0.05,
+        "variants": {"jpeg85": 0.93, "jpeg70": 0.91, "resize75": 0.94, "crop4": 0.89},
+        "flips": [],
+        "max_spread": 0.15,
+    },
     "timings": {"decode_ms": 11.2, "inference_ms": 402.7, "heatmap_ms": 96.3, "total_ms": 561.0},
     "images": {kind: f"{BASE}/analyses/{ANALYSIS_ID}/images/{kind}/" for kind in Analysis.PICTURES},
 }
@@ -41,6 +48,7 @@ _QUEUED = {
     "started_at": None,
     "finished_at": None,
     "result": None,
+    "stability": None,
     "timings": {"decode_ms": None, "inference_ms": None, "heatmap_ms": None, "total_ms": None},
     "images": {"original": _DONE["images"]["original"], "thumbnail": None, "heatmap": None, "overlay": None},
 }

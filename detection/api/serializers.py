@@ -6,23 +6,39 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from detection import selectors
+from detection import selectors, selectors_feedback
+from detection.api.serializers_feedback import VerdictFlagSummarySerializer
 from detection.models import Analysis, DetectorModel
 
 # --- Input ------------------------------------------------------------------------------------------------------
 
 
-class AnalysisUploadSerializer(serializers.Serializer):
-    """The multipart form of POST /analyses/ (documentation only: the file itself goes to the services)."""
+class AnalysisURLSerializer(serializers.Serializer):
+    """POST /analyses/ as a form or JSON: a file to fetch from a URL (documentation only)."""
 
-    file = serializers.FileField(
-        help_text="The image (JPEG, PNG or WebP, up to MAX_FILE_SIZE_MB megabytes) or video (MP4, MOV or WebM, up to "
-        "MAX_VIDEO_SIZE_MB megabytes and MAX_VIDEO_SECONDS seconds). The type is decided by the content."
+    url = serializers.URLField(
+        required=False,
+        max_length=2000,
+        help_text="Instead of `file`: the http(s) address of the image or video, fetched by the server (public "
+        "internet addresses only; same size limits; URL_FETCH_TIMEOUT_SECONDS to fetch it). Refused with 400 "
+        "`unsafe_url` (not http(s), or a private network address) or `url_fetch_failed` (unreachable, too slow, or "
+        "not a 2xx answer), 413 when too large, 415 when not an image or video.",
     )
     keep_original = serializers.BooleanField(
         required=False,
         help_text="Keep the uploaded original after the analysis (default: the server's KEEP_ORIGINALS setting). "
         "Without it the analysis keeps its verdict, thumbnail, heatmap and overlay.",
+    )
+
+
+class AnalysisUploadSerializer(AnalysisURLSerializer):
+    """The multipart form of POST /analyses/ (documentation only: the file itself goes to the services)."""
+
+    file = serializers.FileField(
+        required=False,
+        help_text="The image (JPEG, PNG or WebP, up to MAX_FILE_SIZE_MB megabytes) or video (MP4, MOV or WebM, up to "
+        "MAX_VIDEO_SIZE_MB megabytes and MAX_VIDEO_SECONDS seconds). The type is decided by the content. Send "
+        "either `file` or `url`.",
     )
 
 
@@ -84,11 +100,34 @@ class ResultSerializer(serializers.Serializer):
     confidence = serializers.FloatField(min_value=0, max_value=1, help_text="The probability of the chosen label.")
     threshold = serializers.FloatField(min_value=0, max_value=1, help_text="Fake at or above this probability.")
     model_version = serializers.CharField(help_text="The detector model that produced this result.")
+    probability_raw = serializers.FloatField(
+        min_value=0,
+        max_value=1,
+        allow_null=True,
+        help_text="The model's own probability before its calibration: equal to probability_fake for a model without "
+        "one; null for a calibrated model's video, whose probability is a mean of its frames' calibrated ones.",
+    )
+    uncertain_band = serializers.ListField(
+        child=serializers.FloatField(min_value=0, max_value=1),
+        min_length=2,
+        max_length=2,
+        allow_null=True,
+        help_text="[low, high): calibrated probabilities in this band are called uncertain. Null for a model without "
+        "a calibration: then uncertain means within the server's UNCERTAIN_MARGIN of the threshold.",
+    )
+    calibration = serializers.SerializerMethodField(
+        help_text="What probability_fake is calibrated on, in a sentence; null when it is the model's raw output."
+    )
 
     def to_representation(self, analysis: Analysis):
         if analysis.status != Analysis.Status.DONE or analysis.probability_fake is None:
             return None
         return super().to_representation(analysis)
+
+    def get_calibration(self, analysis: Analysis) -> str | None:
+        if analysis.uncertain_band is None or analysis.detector_model is None:
+            return None
+        return analysis.detector_model.calibration_summary or None
 
 
 class TimingsSerializer(serializers.Serializer):
@@ -191,6 +230,25 @@ class TimelinePointSerializer(serializers.Serializer):
     probability_fake = serializers.FloatField(min_value=0, max_value=1)
 
 
+class StabilitySerializer(serializers.Serializer):
+    stable = serializers.BooleanField(
+        help_text="False when a re-encoding flips the label (at the model's threshold) or the spread exceeds "
+        "max_spread: then treat the verdict with caution."
+    )
+    spread = serializers.FloatField(
+        min_value=0, max_value=1, help_text="Largest minus smallest P(fake) over the image and its re-encodings."
+    )
+    variants = serializers.DictField(
+        child=serializers.FloatField(min_value=0, max_value=1),
+        help_text="P(fake) of each re-encoding: jpeg85 and jpeg70 (re-saved as JPEG at that quality), resize75 "
+        "(resized to 75 %), crop4 (4 % cropped off each side).",
+    )
+    flips = serializers.ListField(
+        child=serializers.CharField(), help_text="The re-encodings whose label differs from the image's."
+    )
+    max_spread = serializers.FloatField(help_text="The largest spread a stable verdict may have.")
+
+
 class AnalysisSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     url = serializers.SerializerMethodField()
@@ -225,6 +283,7 @@ class AnalysisSerializer(serializers.Serializer):
         help_text="What the file's metadata says of its origin (EXIF, XMP, PNG text, C2PA): informs, never changes "
         "the verdict. Empty until the analysis has run.",
     )
+    stability = serializers.SerializerMethodField()
     timings = TimingsSerializer(source="*")
     images = serializers.SerializerMethodField()
 
@@ -243,6 +302,16 @@ class AnalysisSerializer(serializers.Serializer):
     @extend_schema_field(serializers.CharField(allow_null=True, help_text="Why the analysis failed."))
     def get_error_message(self, analysis: Analysis) -> str | None:
         return analysis.error_message or None
+
+    @extend_schema_field(
+        StabilitySerializer(
+            allow_null=True,
+            help_text="Whether the verdict holds when the image is re-saved as JPEG, resized or cropped: each "
+            "re-encoding is scored with the image. Null for videos, before the result, or with the check turned off.",
+        )
+    )
+    def get_stability(self, analysis: Analysis) -> dict | None:
+        return StabilitySerializer(analysis.stability).data if analysis.stability else None
 
     @extend_schema_field(VideoSerializer(allow_null=True))
     def get_video(self, analysis: Analysis) -> dict | None:
@@ -267,6 +336,14 @@ class AnalysisDetailSerializer(AnalysisSerializer):
     timeline = TimelinePointSerializer(
         source="frames", many=True, help_text="P(fake) over time: one point per sampled frame."
     )
+    flag = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        VerdictFlagSummarySerializer(allow_null=True, help_text="Your flag of the verdict (its details: `flag/`).")
+    )
+    def get_flag(self, analysis: Analysis) -> dict | None:
+        flag = selectors_feedback.verdict_flag_get(user=analysis.owner, analysis=analysis)
+        return VerdictFlagSummarySerializer(flag).data if flag else None
 
     @extend_schema_field(ImageLinksSerializer)
     def get_images(self, analysis: Analysis) -> dict:

@@ -4,10 +4,10 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, UnsupportedMediaType, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,12 +19,14 @@ from detection.api.serializers import (
     AnalysisFilterSerializer,
     AnalysisSerializer,
     AnalysisUploadSerializer,
+    AnalysisURLSerializer,
     DetectorModelSerializer,
     QueueUnavailableSerializer,
     SubmissionSerializer,
     SubmitOptionsSerializer,
 )
 from detection.models import Analysis, AnalysisFace, AnalysisFrame
+from detection.services import url_submissions
 from detection.throttling import UploadRateThrottle
 
 
@@ -78,9 +80,20 @@ def _idempotency_key(request) -> str:
     return key
 
 
+def _source_url(request) -> str:
+    if not isinstance(request.data, dict):
+        raise ValidationError({"url": 'Send a JSON object, such as {"url": "https://example.com/photo.jpg"}.'})
+    if "file" in request.data and not request.content_type.startswith("multipart/"):
+        raise UnsupportedMediaType(request.content_type)  # files travel only as multipart; JSON and forms carry a url
+    url = request.data.get("url") or ""
+    if not isinstance(url, str):
+        raise ValidationError({"url": "url must be a string: the web address of an image or a video."})
+    return url
+
+
 class AnalysisListCreateView(GenericAPIView):
     pagination_class = Pagination
-    parser_classes = [MultiPartParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]  # a file is multipart; a URL may come as any of them
 
     def get_throttles(self):
         throttles = super().get_throttles()
@@ -119,13 +132,19 @@ class AnalysisListCreateView(GenericAPIView):
         operation_id="analyses_create",
         summary="Submit an image",
         description=(
-            "Upload an image as multipart form data in the field `file`. The answer is 202 with the queued analysis "
+            "Upload an image or a video as multipart form data in the field `file`, or give the address it can be "
+            "fetched from in the field `url` (form or JSON; http(s) on the public internet only, with the same size "
+            "limits as uploads): one of the two, never both. The answer is 202 with the queued analysis "
             "(poll its `url`), or 201 with the finished result when you pass `wait` and the analysis finishes in "
             "time, or when you had already submitted this exact image (`reused`). When the work queue is down the "
             "upload is still kept: the answer is 503 `queue_unavailable` with the analysis, which runs once the "
             "queue is back."
         ),
-        request={"multipart/form-data": AnalysisUploadSerializer},
+        request={
+            "multipart/form-data": AnalysisUploadSerializer,
+            "application/x-www-form-urlencoded": AnalysisURLSerializer,
+            "application/json": AnalysisURLSerializer,
+        },
         parameters=[
             OpenApiParameter(
                 "wait",
@@ -156,6 +175,7 @@ class AnalysisListCreateView(GenericAPIView):
         examples=[examples.SUBMISSION_QUEUED, examples.SUBMISSION_DONE],
     )
     def post(self, request):
+        url = _source_url(request)  # first: it checks that the body is a form or a JSON object
         raw_options = {
             name: request.query_params.get(name, request.data.get(name))
             for name in ("wait", "keep_original")
@@ -165,9 +185,10 @@ class AnalysisListCreateView(GenericAPIView):
         options.is_valid(raise_exception=True)
         if oversized := getattr(request, "oversized_uploads", {}):  # stopped while arriving: never stored
             raise services.file_too_large(next(iter(oversized.values())), None)
-        submission = services.analysis_create(
+        submission = url_submissions.analysis_create_from_source(
             user=request.user,
             file=request.FILES.get("file"),
+            url=url,
             source=Analysis.Source.API,
             keep_original=options.validated_data["keep_original"],
             idempotency_key=_idempotency_key(request),

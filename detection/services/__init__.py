@@ -1,7 +1,8 @@
 """Writes, split by domain: analyses (submitting, running, deleting, sweeping; videos' own checks and frames in
-videos, the files both share in files) and detector models (registering, checking, activating, evaluating). Both
-reach the ml engine only through detection.engine and send background work only through detection.dispatch. The
-names callers use are gathered here."""
+videos, the files both share in files) and detector models (registering, checking, activating, evaluating), whose
+names callers use are gathered here; and the newer domains, which callers import as modules (services.batches,
+url_submissions, feedback, regression, calibration, webhooks). All reach the ml engine only through detection.engine
+and send background work only through detection.dispatch."""
 
 from detection.services.analyses import (
     ACCEPTED_DESCRIPTION,

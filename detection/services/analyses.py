@@ -36,6 +36,7 @@ from detection.errors import (
 from detection.models import Analysis, AnalysisFace, IdempotencyKey
 from detection.services import videos
 from detection.services.files import original_bytes, picture_size_check, pictures_save, provenance_findings
+from detection.services.webhooks import webhook_deliveries_queue
 from detection.signals import delete_files_on_commit
 from ml.errors import TooManyPixelsError, UnreadableImageError
 
@@ -265,6 +266,7 @@ def _analysis_fail(analysis: Analysis, message: str) -> None:
     analysis.fail(message)
     if not analysis.keep_original:  # a failed analysis is final: nothing will read the image again
         analysis_original_discard(analysis=analysis)
+    webhook_deliveries_queue(analysis_id=analysis.pk)
 
 
 def _image_analyse(analysis: Analysis, started: float) -> bool:
@@ -323,6 +325,7 @@ def analysis_run(*, analysis_id: int, task_id: str = "") -> Analysis | None:
         return None
     if not analysis.keep_original:
         analysis_original_discard(analysis=analysis)
+    webhook_deliveries_queue(analysis_id=analysis.pk)
     return analysis
 
 

@@ -49,6 +49,13 @@ def test_the_schema_documents_every_endpoint_with_examples(client):
         ("GET", "/api/v1/analyses/{public_id}/images/frames/{number}/"),
         ("GET", "/api/v1/models/"),
         ("GET", "/api/v1/models/active/"),
+        ("GET", "/api/v1/analyses/{public_id}/flag/"),
+        ("POST", "/api/v1/analyses/{public_id}/flag/"),
+        ("GET", "/api/v1/batches/"),
+        ("POST", "/api/v1/batches/"),
+        ("GET", "/api/v1/batches/{public_id}/"),
+        ("DELETE", "/api/v1/batches/{public_id}/"),
+        ("GET", "/api/v1/batches/{public_id}/export.csv"),
     }
     for (method, path), operation in operations.items():
         assert operation.get("summary"), (method, path)
@@ -141,8 +148,16 @@ OPERATIONS = [
     "DELETE /api/v1/analyses/{public_id}/",
     "GET /api/v1/analyses/{public_id}/images/{kind}/",
     "GET /api/v1/analyses/{public_id}/faces/{number}/image/",
+    "GET /api/v1/analyses/{public_id}/images/frames/{number}/",
+    "GET /api/v1/analyses/{public_id}/flag/",
+    "POST /api/v1/analyses/{public_id}/flag/",
     "GET /api/v1/models/",
     "GET /api/v1/models/active/",
+    "GET /api/v1/batches/",
+    "POST /api/v1/batches/",
+    "GET /api/v1/batches/{public_id}/",
+    "DELETE /api/v1/batches/{public_id}/",
+    "GET /api/v1/batches/{public_id}/export.csv",
 ]
 CHECKS = [
     not_a_server_error,
