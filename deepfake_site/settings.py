@@ -360,11 +360,22 @@ OUTBOUND_ALLOW_PRIVATE_NETWORKS = env_bool("OUTBOUND_ALLOW_PRIVATE_NETWORKS", Fa
 URL_FETCH_TIMEOUT_SECONDS = env_int("URL_FETCH_TIMEOUT_SECONDS", 15, minimum=1, maximum=300)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
 # The first try and the retries after a failure (no 2xx): retry n waits WEBHOOK_RETRY_DELAYS[n-1] seconds (the last
-# value for any retry past the list).
+# value for any retry past the list). Each wait must stay under the broker's visibility timeout: Redis hands a task
+# that waited longer to a second worker, and the delivery would be sent twice.
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1, maximum=20)
-WEBHOOK_RETRY_DELAYS = [
-    float(delay) for delay in env_list("WEBHOOK_RETRY_DELAYS", ["30", "120", "600", "1800", "7200"])
-]
+try:
+    WEBHOOK_RETRY_DELAYS = [
+        float(delay) for delay in env_list("WEBHOOK_RETRY_DELAYS", ["30", "120", "600", "1800", "3000"])
+    ]
+except ValueError:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_DELAYS must be seconds separated by commas, e.g. 30,120,600.") from None
+if not WEBHOOK_RETRY_DELAYS or not all(
+    0 <= delay < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] - 60 for delay in WEBHOOK_RETRY_DELAYS
+):
+    raise ImproperlyConfigured(
+        "WEBHOOK_RETRY_DELAYS must each be at least 0 and a minute shorter than CELERY_VISIBILITY_TIMEOUT "
+        f"({CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']} s): a longer wait is delivered twice."
+    )
 WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 10, minimum=1, maximum=100)
 
 REST_FRAMEWORK = {

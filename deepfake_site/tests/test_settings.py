@@ -51,6 +51,8 @@ def test_secret_key_is_required_when_debug_is_off():
         ("DB_CONN_MAX_AGE", "soon", "DB_CONN_MAX_AGE='soon' is not a whole number"),
         ("DATABASE_URL", "nosuchdb://x", "DATABASE_URL is not a valid database URL"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='loud' is not one of"),
+        ("WEBHOOK_RETRY_DELAYS", "30,soon", "WEBHOOK_RETRY_DELAYS must be seconds separated by commas"),
+        ("WEBHOOK_RETRY_DELAYS", "30,7200", "a minute shorter than CELERY_VISIBILITY_TIMEOUT (3600 s)"),
     ],
 )
 def test_bad_values_stop_the_process_with_the_variable_named(name, value, message):
