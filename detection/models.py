@@ -806,6 +806,12 @@ class WebhookDelivery(models.Model):
         self.save(update_fields=fields)
         return self.status == self.Status.PENDING
 
+    def give_up(self, reason: str) -> None:
+        """Pending → failed without another attempt, the reason added to the log."""
+        self.error = (f"{self.error}\n" if self.error else "") + f"{timezone.now():%Y-%m-%d %H:%M:%S} {reason}"
+        self.status = self.Status.FAILED
+        self.save(update_fields=["status", "error"])
+
     @property
     def last_error(self) -> str:
         return self.error.rsplit("\n", 1)[-1]

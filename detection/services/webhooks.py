@@ -55,9 +55,14 @@ def webhook_endpoint_create(
 
 
 def webhook_endpoint_set_active(*, endpoint: WebhookEndpoint, is_active: bool) -> WebhookEndpoint:
-    """Enable or disable an endpoint; a disabled one gets no new deliveries, and its pending retries stop."""
-    endpoint.is_active = is_active
-    endpoint.save(update_fields=["is_active"])
+    """Enable or disable an endpoint; a disabled one gets no new deliveries, and its pending retries stop (the log
+    says so)."""
+    with transaction.atomic():
+        endpoint.is_active = is_active
+        endpoint.save(update_fields=["is_active"])
+        if not is_active:
+            for delivery in endpoint.deliveries.select_for_update().filter(status=WebhookDelivery.Status.PENDING):
+                delivery.give_up("the endpoint was disabled before it was delivered")
     return endpoint
 
 

@@ -177,9 +177,12 @@ def test_at_most_ten_endpoints(db, local_network, user, user_client):
 
 def test_disable_enable_and_delete(db, local_network, user, user_client):
     endpoint = endpoint_for(user, "http://127.0.0.1:9/hook")
+    waiting = WebhookDelivery.objects.create(endpoint=endpoint, event="analysis.finished", attempts=1, error="x")
     user_client.post(reverse("accounts:webhook_set_active", args=[endpoint.pk]), {"is_active": "0"})
     endpoint.refresh_from_db()
     assert not endpoint.is_active
+    waiting.refresh_from_db()  # its retries stop, and the log says why
+    assert waiting.status == WebhookDelivery.Status.FAILED and "endpoint was disabled" in waiting.last_error
     user_client.post(reverse("accounts:webhook_set_active", args=[endpoint.pk]), {"is_active": "1"})
     endpoint.refresh_from_db()
     assert endpoint.is_active
