@@ -208,18 +208,34 @@ def _read_capped(response, *, max_bytes: int, deadline: float, host: str) -> byt
         raise ResponseTooLarge(f"The file at {host} is {int(declared):,} bytes, over the limit of {max_bytes:,} bytes.")
     chunks, size = [], 0
     try:
-        for chunk in response.stream(CHUNK_BYTES, decode_content=False):
+        # One receive at a time, each allowed only what is left of the time: a server dripping a byte now and then
+        # must not hold the caller past the deadline (a whole chunk's read would wait for all of it).
+        while True:
+            if not _time_left(response, deadline):
+                raise FetchFailed(f"{host} took too long to send its answer.")
+            chunk = response.read1(CHUNK_BYTES, decode_content=False)
+            if not chunk:
+                break
             size += len(chunk)
             if size > max_bytes:
                 raise ResponseTooLarge(f"The file at {host} is over the limit of {max_bytes:,} bytes.")
-            if time.monotonic() > deadline:
-                raise FetchFailed(f"{host} took too long to send its answer.")
             chunks.append(chunk)
-    except urllib3.exceptions.ReadTimeoutError:
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
         raise FetchFailed(f"{host} took too long to send its answer.") from None
     except urllib3.exceptions.HTTPError as exc:
         raise FetchFailed(f"The answer from {host} was cut off ({_reason(exc)}).") from None
     return b"".join(chunks)
+
+
+def _time_left(response, deadline: float) -> bool:
+    """Whether there is time left to read; if so, the connection's next receive may take at most that long."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    connection = getattr(response, "connection", None)
+    if connection is not None and connection.sock is not None:
+        connection.sock.settimeout(remaining)
+    return True
 
 
 def _read_body(response, *, max_bytes: int, deadline: float, host: str) -> bytes:

@@ -195,6 +195,33 @@ def test_fetch_gives_up_after_its_time_cap(private_allowed):
         outbound.fetch(server.url(), max_bytes=100, timeout=0.5)
 
 
+def test_a_server_dripping_its_answer_cannot_hold_a_fetch_past_its_time_cap(private_allowed):
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def drip():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):  # a byte a second: each receive gets something, the whole never comes in time
+                time.sleep(1)
+                try:
+                    connection.sendall(b"x")
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(outbound.FetchFailed, match="too long"):
+        outbound.fetch(f"http://127.0.0.1:{port}/slow.jpg", max_bytes=1000, timeout=2.5)
+    assert time.monotonic() - started < 4
+    listener.close()
+
+
 def test_an_unreachable_server_is_a_fetch_failure(private_allowed):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
