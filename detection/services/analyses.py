@@ -33,7 +33,7 @@ from detection.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
-from detection.models import Analysis, AnalysisFace, IdempotencyKey
+from detection.models import Analysis, AnalysisBatch, AnalysisFace, IdempotencyKey
 from detection.services import videos
 from detection.services.files import original_bytes, picture_size_check, pictures_save, provenance_findings
 from detection.services.webhooks import webhook_deliveries_queue
@@ -141,9 +141,18 @@ def _read_upload(file) -> bytes:
 
 
 def analysis_create(
-    *, user: User, file, source: str, keep_original: bool | None = None, idempotency_key: str = ""
+    *,
+    user: User,
+    file,
+    source: str,
+    keep_original: bool | None = None,
+    idempotency_key: str = "",
+    batch: AnalysisBatch | None = None,
+    source_url: str = "",
 ) -> Submission:
     """Validate and store an uploaded image or video, record an analysis and queue it once the row is committed.
+    A new analysis records the batch it came in and the URL it was fetched from, if any (set on the row as it is
+    inserted: a worker saving it whole must find them there).
 
     An identical image the user already submitted for the same model version (or still waiting) is answered by that
     analysis, even when both uploads arrive at once. With an idempotency key, a repeat of the same request (same key,
@@ -163,7 +172,8 @@ def analysis_create(
         earlier = _idempotency_key_answer(user=user, key=idempotency_key, sha256=facts.sha256)
         if earlier is not None:
             return earlier
-    submission = _analysis_submit(user, name, content, facts, source=source, keep_original=keep_original)
+    origin = {"source": source, "batch": batch, "source_url": source_url}
+    submission = _analysis_submit(user, name, content, facts, keep_original=keep_original, **origin)
     if idempotency_key:
         try:
             with transaction.atomic():
@@ -187,7 +197,7 @@ def _idempotency_key_answer(*, user: User, key: str, sha256: str) -> Submission 
     return Submission(analysis=earlier.analysis, reused=True, queued=True)
 
 
-def _analysis_submit(user: User, name: str, content, facts, *, source, keep_original) -> Submission:
+def _analysis_submit(user: User, name: str, content, facts, *, source, batch, source_url, keep_original) -> Submission:
     """facts: ImageFacts or videos.VideoFacts; content: the file's bytes as a Django File."""
     detector_model = selectors.detector_model_get_active()
     if detector_model is None:
@@ -201,6 +211,8 @@ def _analysis_submit(user: User, name: str, content, facts, *, source, keep_orig
         public_id=public_id,
         owner=user,
         source=source,
+        batch=batch,
+        source_url=source_url,
         original_name=name,
         sha256=facts.sha256,
         media_type=facts.media_type,

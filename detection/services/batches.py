@@ -10,6 +10,7 @@ their analysis's ID), so names such as "../../etc/passwd" are harmless: only the
 name shown to people.
 """
 
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -161,8 +162,47 @@ def batch_create_from_zip(
         return _batch_submit(user, candidates, source=source, name=name, keep_original=keep_original, admit=admit)
 
 
+# Entries a ZIP may hold in all (folders and hidden files count): zipfile builds an object for every one of them
+# before anything else can be checked, so the count is read from the archive's last record first.
+ENTRIES_PER_FILE_ALLOWED = 10
+END_OF_CENTRAL_DIRECTORY, ZIP64_LOCATOR, ZIP64_END = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
+
+
+def _declared_entries(archive: UploadedFile) -> int | None:
+    """How many entries the ZIP's end-of-central-directory record (or its ZIP64 record) declares; None when there
+    is none to read (not a ZIP: zipfile then says so)."""
+    archive.seek(max(0, archive.size - (22 + 0xFFFF)))  # the record, and a comment of at most 65,535 bytes
+    tail = archive.read()
+    at = tail.rfind(END_OF_CENTRAL_DIRECTORY)
+    if at < 0 or len(tail) < at + 22:
+        return None
+    (entries,) = struct.unpack("<H", tail[at + 10 : at + 12])
+    if entries != 0xFFFF:
+        return entries
+    locator = tail.rfind(ZIP64_LOCATOR, 0, at)
+    if locator < 0 or len(tail) < locator + 16:
+        return None
+    (offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+    archive.seek(offset)
+    record = archive.read(56)
+    return struct.unpack("<Q", record[32:40])[0] if record[:4] == ZIP64_END and len(record) == 56 else None
+
+
+def _entries_check(count: int, name: str) -> None:
+    allowed = ENTRIES_PER_FILE_ALLOWED * settings.MAX_FILES_PER_BATCH
+    if count > allowed:
+        raise TooManyFiles(
+            f"“{name}” holds {count:,} entries; a ZIP may hold at most {allowed:,} (files, folders and hidden files "
+            "together).",
+            field="file",
+        )
+
+
 @contextmanager
 def _zip_open(archive: UploadedFile, name: str) -> Iterator[zipfile.ZipFile]:
+    declared = _declared_entries(archive)
+    if declared is not None:
+        _entries_check(declared, name)
     archive.seek(0)
     try:
         zip_file = zipfile.ZipFile(archive)
@@ -184,6 +224,7 @@ def _entry_skipped(entry: zipfile.ZipInfo) -> bool:
 
 def _zip_entries_check(zip_file: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
     """The ZIP's entries to analyse, once its headers show that it may be extracted."""
+    _entries_check(len(zip_file.infolist()), name)  # a record that understated them
     entries = [entry for entry in zip_file.infolist() if not _entry_skipped(entry)]
     if not entries:
         raise MissingFile(
@@ -268,12 +309,8 @@ def _batch_file_submit(batch: AnalysisBatch, candidate: _Candidate, *, user, sou
         if candidate.refusal is not None:
             raise candidate.refusal
         admit(candidate.name)
-        # One transaction per file: the analysis joins the batch before it is queued (on commit), so a worker that
-        # saves it whole never writes over the link.
-        with candidate.open() as file, transaction.atomic():
-            submission = analysis_create(user=user, file=file, source=source, keep_original=keep_original)
-            if not submission.reused:
-                Analysis.objects.filter(pk=submission.analysis.pk).update(batch=batch)
+        with candidate.open() as file:
+            submission = analysis_create(user=user, file=file, source=source, keep_original=keep_original, batch=batch)
     except SubmissionError as exc:
         return BatchFile(candidate.name, error=exc)
     return BatchFile(candidate.name, submission=submission)

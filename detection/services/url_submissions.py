@@ -40,13 +40,14 @@ def analysis_create_from_url(
         raise SubmissionError(f"The address is longer than {URL_MAX_LENGTH} characters.", field="url")
     name = _file_name(url)
     file = SimpleUploadedFile(name, _fetch(url, name), content_type="application/octet-stream")
-    submission = analysis_create(
-        user=user, file=file, source=source, keep_original=keep_original, idempotency_key=idempotency_key
+    return analysis_create(
+        user=user,
+        file=file,
+        source=source,
+        keep_original=keep_original,
+        idempotency_key=idempotency_key,
+        source_url=url,
     )
-    if not submission.reused:
-        Analysis.objects.filter(pk=submission.analysis.pk).update(source_url=url)
-        submission.analysis.source_url = url
-    return submission
 
 
 def _file_name(url: str) -> str:

@@ -257,6 +257,17 @@ def test_a_zip_bomb_declaring_a_huge_size_is_refused_from_its_headers_without_in
     assert "2048.0 MB" in body["error"]["message"] and "500 MB" in body["error"]["message"]
 
 
+def test_a_zip_of_countless_folder_entries_is_refused_from_its_last_record_before_they_are_parsed(
+    api_client, active_model, make_image_bytes, monkeypatch, settings
+):
+    settings.MAX_FILES_PER_BATCH = 3  # a ZIP may hold 30 entries in all
+    folders = zip_bytes({f"d{number}/": b"" for number in range(40)} | {"photo.jpg": make_image_bytes()})
+    monkeypatch.setattr(zipfile, "ZipFile", lambda *args, **kwargs: pytest.fail("the entries were parsed"))
+
+    body = assert_refused(post_zip(api_client, folders, "folders.zip"), 400, "too_many_files")
+    assert "41 entries" in body["error"]["message"] and "at most 30" in body["error"]["message"]
+
+
 def test_a_zip_bomb_inflating_past_its_declared_size_is_stopped_at_that_size(
     api_client, active_model, make_image_bytes
 ):
