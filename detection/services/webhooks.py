@@ -82,10 +82,11 @@ def webhook_deliveries_queue(*, analysis_id: int) -> None:
 
 
 def webhook_deliveries_create(*, analysis_id: int) -> list[WebhookDelivery]:
-    analysis = Analysis.objects.select_related("detector_model").prefetch_related("faces", "frames").get(pk=analysis_id)
-    endpoints = list(WebhookEndpoint.objects.filter(owner_id=analysis.owner_id, is_active=True))
+    # Most owners have no endpoint: one query then, on every finished analysis.
+    endpoints = list(WebhookEndpoint.objects.filter(owner__analyses__pk=analysis_id, is_active=True))
     if not endpoints:
         return []
+    analysis = Analysis.objects.select_related("detector_model").prefetch_related("faces", "frames").get(pk=analysis_id)
     payload = {
         "event": EVENT_ANALYSIS_FINISHED,
         "created_at": timezone.now().isoformat(),
