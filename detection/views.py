@@ -109,7 +109,10 @@ def analysis_upload(request):
     keep_original = options.cleaned_data["keep_original"] if options.is_valid() else settings.KEEP_ORIGINALS
     oversized = getattr(request, "oversized_uploads", {})  # stopped while arriving: never stored
     url = request.POST.get("url", "").strip()
-    if url and not files and not oversized:
+    if url and (files or oversized):
+        context["form_error"] = "Send either files or the address of one on the web, not both."
+        return render(request, template, context, status=400)
+    if url:
         outcome = _upload_from_url(request, url, keep_original=keep_original)
         context["outcomes"] = [outcome]
         return render(request, "detection/upload.html", context, status=outcome.error.status if outcome.error else 201)

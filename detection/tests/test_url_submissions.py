@@ -102,7 +102,9 @@ def test_the_schema_documents_url(db, client):
     assert "url" in components["AnalysisUploadRequest"]["properties"]
 
 
-def test_the_upload_page_fetches_and_analyses_a_file_from_a_url(user_client, active_model, settings, make_image_bytes):
+def test_the_upload_page_fetches_and_analyses_a_file_from_a_url(
+    user_client, active_model, settings, make_image_bytes, upload
+):
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = True
     assert 'name="url"' in user_client.get(reverse("detection:upload")).content.decode()
 
@@ -116,4 +118,6 @@ def test_the_upload_page_fetches_and_analyses_a_file_from_a_url(user_client, act
     settings.OUTBOUND_ALLOW_PRIVATE_NETWORKS = False
     refused = user_client.post(reverse("detection:upload"), {"url": "http://127.0.0.1/x.jpg"})
     assert refused.status_code == 400 and "field-error" in refused.content.decode()
+    both = user_client.post(reverse("detection:upload"), {"url": server.url("/photo.jpg"), "files": upload("a.jpg")})
+    assert both.status_code == 400 and "not both" in both.content.decode()
     assert Analysis.objects.count() == 1
