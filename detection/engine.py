@@ -188,7 +188,8 @@ def analyze(model: DetectorModel, data: bytes, *, keep_original: bool) -> Outcom
     except (MLError, OSError) as exc:  # the face detector's model file is damaged
         raise AnalysisFailure(f"The image could not be analysed: {exc}") from exc
     drawing_started = time.perf_counter()
-    pictures, faces = _pictures(image, result, keep_original=keep_original)
+    pictures = _picture_set(image, result.heatmap, keep_original=keep_original)
+    faces = _faces(image, result, keep_original)
     return Outcome(
         probability_fake=result.probability_fake,
         probability_raw=result.probability_raw,
@@ -207,17 +208,23 @@ def analyze(model: DetectorModel, data: bytes, *, keep_original: bool) -> Outcom
     )
 
 
-def _pictures(image, result, *, keep_original: bool) -> tuple[dict[str, bytes], list[FaceOutcome]]:
+def _picture_set(image, heatmap, *, keep_original: bool) -> dict[str, bytes]:
+    """An analysis's own pictures (Analysis.PICTURES but the original): thumbnail, heatmap, overlay."""
     from ml import rendering
 
     # The full picture is scaled down once (a 4-megapixel one took 30-45 ms each time); the rest come from that.
     shown = rendering.thumbnail(image, max_side=OVERLAY_MAX_SIDE if keep_original else THUMBNAIL_MAX_SIDE)
-    overlay = rendering.overlay(shown, result.heatmap, max_side=max(shown.size))
-    pictures = {
+    overlay = rendering.overlay(shown, heatmap, max_side=max(shown.size))
+    return {
         "thumbnail": rendering.encode(rendering.thumbnail(shown, max_side=THUMBNAIL_MAX_SIDE), "webp"),
-        "heatmap": rendering.encode(rendering.colorize(result.heatmap, overlay.size), "png"),
+        "heatmap": rendering.encode(rendering.colorize(heatmap, overlay.size), "png"),
         "overlay": rendering.encode(overlay, "webp"),
     }
+
+
+def _faces(image, result, keep_original: bool) -> list[FaceOutcome]:
+    from ml import rendering
+
     # Without a kept original, a face is shown no larger than it is in the thumbnail.
     shrink = 1.0 if keep_original else min(1.0, THUMBNAIL_MAX_SIDE / max(image.size))
     faces = []
@@ -240,7 +247,7 @@ def _pictures(image, result, *, keep_original: bool) -> tuple[dict[str, bytes], 
                 picture=rendering.encode(picture, "webp"),
             )
         )
-    return pictures, faces
+    return faces
 
 
 def stability_variant_descriptions() -> dict[str, str]:
@@ -296,12 +303,11 @@ class FrameOutcome:
 
 @dataclass(frozen=True)
 class FramesBatch:
-    """Some frames of a video, analysed together; with the pictures of the most suspicious of them, ready to be the
-    video's own if no later frame is more suspicious."""
+    """Some frames of a video, analysed together; when one of them is the most suspicious frame so far, its pictures,
+    ready to be the video's own if no later frame is more suspicious (else None)."""
 
     frames: list[FrameOutcome]
-    best_probability: float
-    best_pictures: dict[str, bytes]
+    best_pictures: dict[str, bytes] | None
     timings: dict[str, float]  # decode_ms, faces_ms, inference_ms, heatmap_ms of these frames
 
 
@@ -317,15 +323,18 @@ def analyze_video(model: DetectorModel, path: Path, *, keep_original: bool, disp
     finder = default_finder() if model.expects_faces else None
     decode = TimedIterator(video_frames(path, max_side=ANALYSED_FRAME_MAX_SIDE, **_sampling()))
     batches = video_frames_analyze(detector, decode, finder=finder, framing=model.face_framing)
+    most_suspicious = -1.0
     try:
         for batch in batches:
             drawing_started = time.perf_counter()
             frames = [_frame_outcome(frame, keep_original, display_width) for frame in batch]
             best = max(batch, key=lambda frame: frame.picture.probability_fake)
-            best_pictures, _ = _pictures(best.image, best.picture, keep_original=keep_original)
+            best_pictures = None
+            if best.picture.probability_fake > most_suspicious:  # drawn only when it may become the video's own
+                most_suspicious = best.picture.probability_fake
+                best_pictures = _picture_set(best.image, best.picture.heatmap, keep_original=keep_original)
             yield FramesBatch(
                 frames=frames,
-                best_probability=best.picture.probability_fake,
                 best_pictures=best_pictures,
                 timings={
                     "decode_ms": decode.take_seconds() * 1000,

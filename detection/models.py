@@ -402,7 +402,7 @@ class Analysis(models.Model):
         deleted while it ran (by its owner, or with the account): then nothing is saved, the row stays gone."""
         self.probability_fake = outcome.probability_fake
         self.probability_raw = outcome.probability_fake if outcome.probability_raw is None else outcome.probability_raw
-        self._operating_point_keep(detector_model)
+        self.operating_point_keep(detector_model)
         self.label = outcome.label
         self.scope = outcome.scope
         self.small_faces = outcome.small_faces
@@ -444,7 +444,7 @@ class Analysis(models.Model):
         self.label = verdict.label
         self.verdict_rule = verdict.rule
         self.stopped_reason = stopped_reason
-        self._operating_point_keep(detector_model)
+        self.operating_point_keep(detector_model)
         self.detector_model = detector_model
         self.model_version = detector_model.label
         decisive = self.frames.order_by("-probability_fake", "number").first()
@@ -476,7 +476,7 @@ class Analysis(models.Model):
         self.attempts = 0
         self.status = self.Status.QUEUED
 
-    def _operating_point_keep(self, detector_model: "DetectorModel") -> None:
+    def operating_point_keep(self, detector_model: "DetectorModel") -> None:
         """The threshold and uncertain band the result was judged by, kept with it: the model's may change later."""
         self.threshold = detector_model.threshold
         self.uncertain_low, self.uncertain_high = detector_model.uncertain_band or (None, None)

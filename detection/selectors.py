@@ -23,9 +23,7 @@ def detector_model_list_ready() -> QuerySet[DetectorModel]:
 def analysis_get(*, user: User, public_id) -> Analysis:
     """The user's analysis with this public ID; Analysis.DoesNotExist for anyone else's, so it reads as a 404."""
     return (
-        Analysis.objects.select_related("detector_model")
-        .prefetch_related("faces", "frames")
-        .get(owner=user, public_id=public_id)
+        Analysis.objects.select_related("detector_model").prefetch_related("faces").get(owner=user, public_id=public_id)
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.base import ContentFile
 
@@ -46,10 +47,12 @@ def pictures_save(analysis: Analysis, pictures: list[tuple]) -> None:
             if not getattr(field.storage, "file_overwrite", False) and field.storage.exists(name):
                 field.storage.delete(name)
             field.save(name.rsplit("/", 1)[-1], ContentFile(data), save=False)
-    except Exception as exc:  # any storage backend failure
+    except Exception as exc:  # any storage backend failure, or the time limit arriving meanwhile
         for field, _, _ in pictures:
             if field:
                 field.delete(save=False)
+        if isinstance(exc, SoftTimeLimitExceeded):
+            raise
         raise AnalysisFailure(
             f"The results could not be stored ({exc.__class__.__name__}: {exc}). Please try again later."
         ) from exc

@@ -122,8 +122,11 @@ def video_analyse(analysis: Analysis, *, started: float) -> bool:
         raise AnalysisFailure("No detector model is active, so the video could not be analysed.")
     analysis.frames.all().delete()  # an earlier attempt's (a redelivery starts again from the first frame)
     analysis.frames_done = 0
+    # Judged from the first frame by the model's threshold and band: the timeline shows verdicts as frames finish.
+    analysis.operating_point_keep(detector_model)
+    analysis.save(update_fields=["threshold", "uncertain_low", "uncertain_high"])
     timings = dict.fromkeys(TIMING_FIELDS, 0.0)
-    best = (-1.0, {})
+    best_pictures = {}
     stopped_reason = ""
     with original_local_path(analysis) as path:
         analysis.provenance = provenance_findings(path, media_type=analysis.media_type)
@@ -135,8 +138,7 @@ def video_analyse(analysis: Analysis, *, started: float) -> bool:
                     return False
                 for name in TIMING_FIELDS:
                     timings[name] += batch.timings[name]
-                if batch.best_probability > best[0]:
-                    best = (batch.best_probability, batch.best_pictures)
+                best_pictures = batch.best_pictures or best_pictures
         except ModelUnusable as exc:
             raise AnalysisFailure(str(exc)) from exc
         except AnalysisFailure as exc:
@@ -152,7 +154,7 @@ def video_analyse(analysis: Analysis, *, started: float) -> bool:
             )
     if not analysis.frames_done:
         raise AnalysisFailure("Not one frame of the video could be decoded.")
-    pictures_save(analysis, [(getattr(analysis, kind), data, kind) for kind, data in best[1].items()])
+    pictures_save(analysis, [(getattr(analysis, kind), data, kind) for kind, data in best_pictures.items()])
     probabilities = list(analysis.frames.values_list("probability_fake", flat=True))
     verdict = engine.video_verdict(detector_model, probabilities)
     total_ms = (time.perf_counter() - started) * 1000
@@ -182,7 +184,12 @@ def _frames_store(analysis: Analysis, frames: list) -> bool:
         analysis,
         [(row.picture, frame.picture, f"frame{frame.number}") for row, frame in zip(rows, frames, strict=True)],
     )
-    if not analysis.frames_record(rows):
+    try:
+        recorded = analysis.frames_record(rows)
+    except BaseException:  # the time limit, the database: the rows were rolled back, their pictures must go too
+        for row in rows:
+            row.picture.delete(save=False)
+        raise
+    if not recorded:
         delete_files_on_commit([row.picture for row in rows])
-        return False
-    return True
+    return recorded

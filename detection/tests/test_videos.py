@@ -169,6 +169,8 @@ def test_a_video_stopped_by_its_time_limit_keeps_its_partial_timeline(user, acti
     calls = []
 
     def store_then_stop(analysis, frames):
+        # While it runs, frames are judged by the model's threshold already (the timeline shows their verdicts).
+        assert Analysis.objects.values_list("threshold", flat=True).get(pk=analysis.pk) == active_face_model.threshold
         calls.append(len(frames))
         if len(calls) == 2:
             raise SoftTimeLimitExceeded()
