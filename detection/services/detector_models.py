@@ -1,6 +1,5 @@
 """Detector models: storing and checking their weights, registering, activating, deleting, evaluating."""
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from detection.errors import ModelUnusable
 from detection.models import DetectorModel, ModelEvaluation
 from detection.services import regression
 from detection.services.calibration import calibration_checked
+from detection.services.files import uploaded_file_sha256
 from ml.errors import MLError, WeightsError
 
 logger = logging.getLogger(__name__)
@@ -136,14 +136,6 @@ def detector_model_activate(*, detector_model: DetectorModel) -> DetectorModel:
 
 
 # --- Detector models in the admin -------------------------------------------------------------------------------
-
-
-def uploaded_file_sha256(file) -> str:
-    digest = hashlib.sha256()
-    for chunk in file.chunks():
-        digest.update(chunk)
-    file.seek(0)
-    return digest.hexdigest()
 
 
 def detector_model_add(*, detector_model: DetectorModel, upload=None) -> DetectorModel:

@@ -1,6 +1,7 @@
 """An analysis's files: the size rule for pictures, reading its original back, storing its pictures, and what the
 original's metadata says. Shared by the image and video paths (analyses, videos)."""
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -56,6 +57,15 @@ def pictures_save(analysis: Analysis, pictures: list[tuple]) -> None:
         raise AnalysisFailure(
             f"The results could not be stored ({exc.__class__.__name__}: {exc}). Please try again later."
         ) from exc
+
+
+def uploaded_file_sha256(file) -> str:
+    """The SHA-256 of an uploaded file, read in chunks (a video or weights file need not fit in memory)."""
+    digest = hashlib.sha256()
+    for chunk in file.chunks():
+        digest.update(chunk)
+    file.seek(0)
+    return digest.hexdigest()
 
 
 def original_bytes(analysis: Analysis) -> bytes:

@@ -5,7 +5,6 @@ pictures and the progress), so the page shows the timeline growing, and a video 
 a file damaged further in) keeps the frames it reached and gets its verdict from them, saying so.
 """
 
-import hashlib
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,14 +18,19 @@ from django.conf import settings
 from detection import engine, selectors
 from detection.errors import AnalysisFailure, CorruptVideo, FileTooLarge, ModelUnusable, VideoTooLong
 from detection.models import Analysis, AnalysisFrame
-from detection.services.files import original_local_path, picture_size_check, pictures_save, provenance_findings
+from detection.services.files import (
+    original_local_path,
+    picture_size_check,
+    pictures_save,
+    provenance_findings,
+    uploaded_file_sha256,
+)
 from detection.signals import delete_files_on_commit
 from ml.errors import UnreadableVideoError
 
 VIDEO_DESCRIPTION = "MP4, MOV or WebM"
 VIDEO_EXTENSIONS = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
 SNIFF_BYTES = 64 * 1024
-HASH_CHUNK = 1024 * 1024
 TIMING_FIELDS = ("decode_ms", "faces_ms", "inference_ms", "heatmap_ms")
 
 
@@ -61,7 +65,6 @@ def video_inspect(*, file, name: str) -> VideoFacts:
             "accepted."
         )
     with _upload_local_path(file) as path:
-        sha256, size = _sha256_and_size(path)
         try:
             info = engine.video_probe(path)
         except UnreadableVideoError as exc:
@@ -73,8 +76,8 @@ def video_inspect(*, file, name: str) -> VideoFacts:
         )
     picture_size_check(name, info.width, info.height)
     return VideoFacts(
-        sha256=sha256,
-        size=size,
+        sha256=uploaded_file_sha256(file),
+        size=file.size,
         media_type=info.media_type,
         extension=VIDEO_EXTENSIONS[info.media_type],
         width=info.width,
@@ -103,15 +106,6 @@ def _upload_local_path(file) -> Iterator[Path]:
         copy.flush()
         file.seek(0)
         yield Path(copy.name)
-
-
-def _sha256_and_size(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def video_analyse(analysis: Analysis, *, started: float) -> bool:
