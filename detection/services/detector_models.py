@@ -12,7 +12,7 @@ from django.utils.text import slugify
 
 from detection import dispatch, engine
 from detection.errors import ModelUnusable
-from detection.models import DetectorModel, ModelEvaluation
+from detection.models import DetectorModel, ModelEvaluation, RegressionSet
 from detection.services import regression
 from detection.services.calibration import calibration_checked
 from detection.services.files import uploaded_file_sha256
@@ -225,12 +225,17 @@ def detector_model_delete(*, detector_model: DetectorModel) -> None:
     detector_model.delete()
 
 
-def detector_model_evaluation_start(*, detector_model: DetectorModel, dataset_path: str) -> ModelEvaluation:
-    """Record an evaluation of the model on a folder with real/ and fake/ and queue it for a worker."""
+def detector_model_evaluation_start(
+    *, detector_model: DetectorModel, dataset_path: str, regression_set: RegressionSet | None = None
+) -> ModelEvaluation:
+    """Record an evaluation of the model on a folder with real/ and fake/ (or on a regression set version, which
+    dataset_path then names) and queue it for a worker."""
     if detector_model.status != DetectorModel.Status.READY:
         raise ValidationError(f"“{detector_model}” cannot be evaluated before its weights have been checked.")
     with transaction.atomic():
-        evaluation = ModelEvaluation.objects.create(detector_model=detector_model, dataset_path=dataset_path)
+        evaluation = ModelEvaluation.objects.create(
+            detector_model=detector_model, dataset_path=dataset_path, regression_set=regression_set
+        )
         transaction.on_commit(lambda: detector_model_evaluation_enqueue(evaluation_id=evaluation.pk), robust=True)
     return evaluation
 

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from detection import selectors_feedback
 from detection.errors import FlagFinal, FlagRefused
 from detection.models import Analysis, DetectorModel, ModelEvaluation, RegressionSet, VerdictFlag
-from detection.services.detector_models import detector_model_evaluation_enqueue
+from detection.services.detector_models import detector_model_evaluation_start
 from detection.services.regression import regression_set_label
 
 # The fields a user fills in; the rest of a flag is recorded or decided by staff.
@@ -119,13 +118,8 @@ def regression_set_evaluation_start(
     regression_set = regression_set or selectors_feedback.regression_set_latest()
     if regression_set is None:
         return None
-    if detector_model.status != DetectorModel.Status.READY:
-        raise ValidationError(f"“{detector_model}” cannot be evaluated before its weights have been checked.")
-    with transaction.atomic():
-        evaluation = ModelEvaluation.objects.create(
-            detector_model=detector_model,
-            dataset_path=regression_set_label(regression_set),
-            regression_set=regression_set,
-        )
-        transaction.on_commit(lambda: detector_model_evaluation_enqueue(evaluation_id=evaluation.pk), robust=True)
-    return evaluation
+    return detector_model_evaluation_start(
+        detector_model=detector_model,
+        dataset_path=regression_set_label(regression_set),
+        regression_set=regression_set,
+    )
