@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 import ml
 from detection.storage import get_results_storage
@@ -501,6 +502,11 @@ class Analysis(models.Model):
         if self.probability_fake is None:
             return None
         return self.probability_fake if self.label == self.Label.FAKE else 1.0 - self.probability_fake
+
+    @cached_property
+    def video_frames(self) -> list:
+        """A video's frames, read once however often a page or an answer shows them; none for an image (no query)."""
+        return list(self.frames.all()) if self.kind == self.Kind.VIDEO else []
 
     # Its pictures, by the name pages and the API use for them: each is a file field of the same name.
     PICTURES = ("original", "thumbnail", "heatmap", "overlay")

@@ -7,9 +7,9 @@ from accounts.models import User
 from detection.models import Analysis, DetectorModel, ModelEvaluation, RegressionSet, VerdictFlag
 
 
-def verdict_flag_get(*, user: User, analysis: Analysis) -> VerdictFlag | None:
-    """The user's flag of this analysis, if they flagged it."""
-    return VerdictFlag.objects.filter(owner=user, analysis=analysis).first()
+def verdict_flag_get(*, analysis: Analysis, user: User | None = None) -> VerdictFlag | None:
+    """The user's flag of this analysis (its owner's by default), if they flagged it."""
+    return VerdictFlag.objects.filter(owner_id=user.pk if user else analysis.owner_id, analysis=analysis).first()
 
 
 def verdict_flag_list_for_regression_set() -> QuerySet[VerdictFlag]:

@@ -151,7 +151,7 @@ def _result_context(analysis: Analysis) -> dict:
         "metric_rows": rows,
         "uncertain_margin": settings.UNCERTAIN_MARGIN,
         "waiting_for_queue": analysis.waiting_for_queue,
-        "flag": selectors_feedback.verdict_flag_get(user=analysis.owner, analysis=analysis),
+        "flag": selectors_feedback.verdict_flag_get(analysis=analysis),
         "queue_wait_ms": (analysis.started_at - analysis.created_at).total_seconds() * 1000
         if analysis.started_at
         else None,

@@ -331,10 +331,12 @@ class AnalysisDetailSerializer(AnalysisSerializer):
     """One analysis, with a video's frames and timeline (the list leaves them out)."""
 
     frames = FrameSerializer(
-        many=True, help_text="A video's sampled frames analysed so far, in time order; empty for an image."
+        source="video_frames",
+        many=True,
+        help_text="A video's sampled frames analysed so far, in time order; empty for an image.",
     )
     timeline = TimelinePointSerializer(
-        source="frames", many=True, help_text="P(fake) over time: one point per sampled frame."
+        source="video_frames", many=True, help_text="P(fake) over time: one point per sampled frame."
     )
     flag = serializers.SerializerMethodField()
 
@@ -342,13 +344,13 @@ class AnalysisDetailSerializer(AnalysisSerializer):
         VerdictFlagSummarySerializer(allow_null=True, help_text="Your flag of the verdict (its details: `flag/`).")
     )
     def get_flag(self, analysis: Analysis) -> dict | None:
-        flag = selectors_feedback.verdict_flag_get(user=analysis.owner, analysis=analysis)
+        flag = selectors_feedback.verdict_flag_get(analysis=analysis)
         return VerdictFlagSummarySerializer(flag).data if flag else None
 
     @extend_schema_field(ImageLinksSerializer)
     def get_images(self, analysis: Analysis) -> dict:
         frames = [
-            reverse("api:analysis-frame-image", args=[analysis.public_id, f.number]) for f in analysis.frames.all()
+            reverse("api:analysis-frame-image", args=[analysis.public_id, f.number]) for f in analysis.video_frames
         ]
         return {**super().get_images(analysis), "frames": [self._absolute(path) for path in frames]}
 
