@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image
 
 from ml.errors import UnreadableVideoError
-from ml.video import sample_times, video_frames, video_probe, video_write
+from ml.video import sample_times, silent_audio_write, video_frames, video_probe, video_write
 
 FPS = 30
 VFR_TIMES = None  # filled by make_videos
@@ -263,15 +263,7 @@ def odd_files(folder: Path, paths: dict[str, Path]) -> dict[str, Path]:
     garbage[middle : middle + len(garbage) // 20] = np.random.default_rng(1).bytes(len(garbage) // 20)
     write("garbage over 5 % in the middle (MP4)", bytes(garbage))
     audio = folder / "audio.mp4"
-    with av.open(str(audio), "w") as container:
-        stream = container.add_stream("aac", rate=44100)
-        for i in range(40):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 44100, i * 1024
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    silent_audio_write(audio, blocks=40)
     files["audio only (AAC in MP4)"] = audio
     write("zero bytes", b"")
     write("a text file named .mp4", b"This is not a video at all.\n" * 200)

@@ -510,3 +510,17 @@ def video_write(
             raise ValueError("No frames to write.")
         for packet in stream.encode():
             container.mux(packet)
+
+
+def silent_audio_write(path: Path, *, blocks: int = 20) -> None:
+    """An MP4 holding only silent AAC audio (blocks of 1,024 samples at 44.1 kHz): a file with no video stream, for
+    tests and the benchmark's odd files."""
+    with av.open(os.fspath(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        for i in range(blocks):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -5,14 +5,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import image_bytes
 from ml.errors import MLError, UnreadableVideoError
-from ml.video import VIDEO_FORMATS, sample_times, video_frames, video_probe, video_sniff, video_write
+from ml.video import (
+    VIDEO_FORMATS,
+    sample_times,
+    silent_audio_write,
+    video_frames,
+    video_probe,
+    video_sniff,
+    video_write,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT, FPS, COUNT = 160, 120, 25, 75  # 3 seconds
@@ -155,15 +162,7 @@ def test_a_video_with_more_pixels_than_allowed_is_refused_before_decoding(clips)
 
 def test_an_audio_only_file_has_no_video(tmp_path):
     path = tmp_path / "sound.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=44100)
-        for i in range(20):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 44100, i * 1024
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    silent_audio_write(path)
 
     with pytest.raises(UnreadableVideoError, match="no video stream"):
         video_probe(path, max_pixels=MAX_PIXELS)
