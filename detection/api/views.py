@@ -130,7 +130,7 @@ class AnalysisListCreateView(GenericAPIView):
 
     @extend_schema(
         operation_id="analyses_create",
-        summary="Submit an image",
+        summary="Submit an image or a video",
         description=(
             "Upload an image or a video as multipart form data in the field `file`, or give the address it can be "
             "fetched from in the field `url` (form or JSON; http(s) on the public internet only, with the same size "
